@@ -1,0 +1,87 @@
+#include "server/connection_pool.h"
+
+#include <utility>
+
+#include "server/pg_errors.h"
+
+namespace idem {
+
+PooledConnection::PooledConnection(ConnectionPool* pool, int slot,
+                                   std::unique_ptr<pqxx::connection> connection)
+    : pool_(pool), slot_(slot), connection_(std::move(connection)) {}
+
+PooledConnection::PooledConnection(PooledConnection&& other) noexcept
+    : pool_(std::exchange(other.pool_, nullptr)),
+      slot_(other.slot_),
+      connection_(std::move(other.connection_)),
+      lost_(other.lost_) {}
+
+PooledConnection::~PooledConnection() {
+  if (pool_ != nullptr) pool_->Release(slot_, std::move(connection_), lost_);
+}
+
+ConnectionPool::ConnectionPool(Options options) : options_(std::move(options)) {
+  slots_.resize(options_.size);
+  for (int i = options_.size - 1; i >= 0; --i) free_.push_back(i);
+}
+
+absl::StatusOr<PooledConnection> ConnectionPool::Acquire(absl::Time deadline) {
+  int slot;
+  std::unique_ptr<pqxx::connection> connection;
+  {
+    absl::MutexLock lock(&mu_);
+    auto has_free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !free_.empty();
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&has_free), deadline)) {
+      return absl::DeadlineExceededError(
+          "deadline passed while waiting for a database connection");
+    }
+    slot = free_.back();
+    free_.pop_back();
+    Slot& s = slots_[slot];
+    if (s.generation == generation_) connection = std::move(s.connection);
+    s.connection.reset();  // An older generation's connection is dropped.
+    s.generation = generation_;
+  }
+  if (connection == nullptr || !connection->is_open()) {
+    try {
+      connection = std::make_unique<pqxx::connection>(options_.url);
+      if (options_.on_connect) options_.on_connect(*connection);
+    } catch (...) {
+      const PqxxFailure failure = ClassifyPqxxException(std::current_exception());
+      Release(slot, nullptr, /*lost=*/false);
+      if (failure.status.code() == absl::StatusCode::kInternal) {
+        // A connection that cannot be opened is the database being away
+        // (or misconfigured), never a bug in the caller's request.
+        return absl::UnavailableError("cannot connect to the database");
+      }
+      return failure.status;
+    }
+  }
+  return PooledConnection(this, slot, std::move(connection));
+}
+
+void ConnectionPool::Release(int slot, std::unique_ptr<pqxx::connection> connection,
+                             bool lost) {
+  std::unique_ptr<pqxx::connection> to_close;
+  {
+    absl::MutexLock lock(&mu_);
+    Slot& s = slots_[slot];
+    if (lost) {
+      ++generation_;
+      to_close = std::move(connection);
+    } else {
+      s.connection = std::move(connection);
+    }
+    free_.push_back(slot);
+  }
+  // to_close is destroyed (and its socket closed) outside the lock.
+}
+
+int ConnectionPool::in_use() const {
+  absl::MutexLock lock(&mu_);
+  return options_.size - static_cast<int>(free_.size());
+}
+
+}  // namespace idem

@@ -1,0 +1,101 @@
+// ConnectionPool: a fixed number of libpqxx connections to one database.
+//
+// A connection is used by one thread at a time: Acquire() hands out a
+// PooledConnection that owns it until destroyed. Connections are opened
+// lazily, on the Acquire() that finds its slot empty, and replaced after
+// they are reported lost; when one is lost, every idle one is replaced too
+// (a database restart drops them all), so recovery costs one failed call,
+// not one per connection.
+//
+// Thread safety: safe for concurrent use. Every PooledConnection must be
+// destroyed before the pool.
+#ifndef IDEM_SERVER_CONNECTION_POOL_H_
+#define IDEM_SERVER_CONNECTION_POOL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace idem {
+
+class ConnectionPool;
+
+class PooledConnection {
+ public:
+  PooledConnection(PooledConnection&& other) noexcept;
+  PooledConnection& operator=(PooledConnection&&) = delete;
+  ~PooledConnection();
+
+  pqxx::connection& get() { return *connection_; }
+  // The connection failed: close it instead of returning it for reuse.
+  void MarkLost() { lost_ = true; }
+
+ private:
+  friend class ConnectionPool;
+  PooledConnection(ConnectionPool* pool, int slot,
+                   std::unique_ptr<pqxx::connection> connection);
+
+  ConnectionPool* pool_;
+  int slot_;
+  std::unique_ptr<pqxx::connection> connection_;
+  bool lost_ = false;
+};
+
+class ConnectionPool {
+ public:
+  struct Options {
+    // libpq connection string or URI.
+    std::string url;
+    int size = 8;
+    // Runs on every new connection (prepare statements, SET ...). May throw
+    // libpqxx exceptions; the connection is then discarded.
+    std::function<void(pqxx::connection&)> on_connect;
+  };
+
+  explicit ConnectionPool(Options options);
+  ConnectionPool(const ConnectionPool&) = delete;
+  ConnectionPool& operator=(const ConnectionPool&) = delete;
+
+  // Waits for a free connection until `deadline` (DEADLINE_EXCEEDED), opens
+  // it if needed (UNAVAILABLE when the database cannot be reached).
+  absl::StatusOr<PooledConnection> Acquire(absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  int size() const { return options_.size; }
+  // Connections handed out right now.
+  int in_use() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  friend class PooledConnection;
+  struct Slot {
+    std::unique_ptr<pqxx::connection> connection;
+    // The pool's generation when the connection was opened.
+    uint64_t generation = 0;
+  };
+
+  void Release(int slot, std::unique_ptr<pqxx::connection> connection, bool lost)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Constant after construction.
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  // State below is protected by mu_.
+  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> free_ ABSL_GUARDED_BY(mu_);
+  // Bumped when a connection is lost; older connections are replaced.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_SERVER_CONNECTION_POOL_H_

@@ -1,0 +1,55 @@
+// GrpcService: serves idem.v1.Idempotency with the gRPC callback API.
+//
+// Each handler only queues the call on the WorkerPool and returns; a worker
+// runs IdempotencyService (which blocks on the store), converts the status
+// once (grpc_status.h) and finishes the reactor. A full queue answers
+// RESOURCE_EXHAUSTED; a call whose deadline passed or that was cancelled
+// while queued is finished without touching the store.
+//
+// Thread safety: called by gRPC from many threads; holds no mutable state.
+#ifndef IDEM_SERVER_GRPC_SERVICE_H_
+#define IDEM_SERVER_GRPC_SERVICE_H_
+
+#include "idem/v1/idempotency.grpc.pb.h"
+#include "server/idempotency_service.h"
+#include "server/worker_pool.h"
+
+namespace idem {
+
+class GrpcService final : public idem::v1::Idempotency::CallbackService {
+ public:
+  // Both must outlive the gRPC server.
+  GrpcService(IdempotencyService* service, WorkerPool* workers);
+
+  grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext* context,
+                                  const idem::v1::BeginRequest* request,
+                                  idem::v1::BeginResponse* response) override;
+  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
+                                     const idem::v1::CompleteRequest* request,
+                                     idem::v1::CompleteResponse* response) override;
+  grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* context,
+                                 const idem::v1::FailRequest* request,
+                                 idem::v1::FailResponse* response) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
+                                const idem::v1::GetRequest* request,
+                                idem::v1::GetResponse* response) override;
+  grpc::ServerUnaryReactor* ExtendLease(
+      grpc::CallbackServerContext* context,
+      const idem::v1::ExtendLeaseRequest* request,
+      idem::v1::ExtendLeaseResponse* response) override;
+
+ private:
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* Dispatch(
+      grpc::CallbackServerContext* context, const Request* request,
+      Response* response,
+      absl::Status (IdempotencyService::*method)(const Request&, absl::Time,
+                                                 Response*));
+
+  IdempotencyService* const service_;
+  WorkerPool* const workers_;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_SERVER_GRPC_SERVICE_H_

@@ -1,0 +1,78 @@
+// idemd: the idem gRPC service. See README.md and docs/design.md.
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <pthread.h>
+
+#include <glog/logging.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/time/time.h"
+#include "server/flag_env.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address, host:port");
+ABSL_FLAG(std::string, postgres, "",
+          "PostgreSQL libpq URL (default: $IDEM_POSTGRES_URL)");
+ABSL_FLAG(int, pool_size, 8,
+          "database connections, and store calls running at once");
+ABSL_FLAG(int, max_queued_calls, 4096,
+          "calls waiting for a connection before RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, statement_timeout, absl::Seconds(10),
+          "PostgreSQL statement_timeout of every connection");
+ABSL_FLAG(int64_t, max_response_bytes, 1 << 20,
+          "largest response Complete/Fail accept");
+ABSL_FLAG(absl::Duration, sweep_interval, absl::Seconds(60),
+          "time between sweeps of expired records");
+ABSL_FLAG(int64_t, sweep_batch, 1000, "rows deleted per sweeper statement");
+ABSL_FLAG(absl::Duration, health_check_interval, absl::Seconds(2),
+          "time between database checks behind the gRPC health service");
+ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(30),
+          "how long start-up waits for PostgreSQL");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "how long shutdown lets in-flight calls finish");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "idemd: the idem idempotency service.\n"
+      "  idemd --postgres=postgresql://user@host/db [--listen=127.0.0.1:50051]\n"
+      "Logging: GLOG_v, GLOG_minloglevel, GLOG_log_dir environment variables.");
+  absl::ParseCommandLine(argc, argv);
+  idem::InitLogging(argv[0]);
+
+  // Signals are taken by sigwait below, never by a handler: block them in
+  // every thread before any is started.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  idem::Server::Options options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.postgres_url = idem::PostgresUrlOrEnv(absl::GetFlag(FLAGS_postgres));
+  options.pool_size = absl::GetFlag(FLAGS_pool_size);
+  options.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
+  options.statement_timeout = absl::GetFlag(FLAGS_statement_timeout);
+  options.max_response_bytes = absl::GetFlag(FLAGS_max_response_bytes);
+  options.sweep_interval = absl::GetFlag(FLAGS_sweep_interval);
+  options.sweep_batch = absl::GetFlag(FLAGS_sweep_batch);
+  options.health_check_interval = absl::GetFlag(FLAGS_health_check_interval);
+  options.startup_timeout = absl::GetFlag(FLAGS_startup_timeout);
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+
+  absl::StatusOr<std::unique_ptr<idem::Server>> server =
+      idem::Server::BuildAndStart(options);
+  if (!server.ok()) {
+    LOG(ERROR) << "idemd cannot start: " << server.status();
+    return 1;
+  }
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  LOG(INFO) << "received " << strsignal(signal);
+  (*server)->Shutdown();
+  return 0;
+}

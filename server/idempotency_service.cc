@@ -1,0 +1,87 @@
+#include "server/idempotency_service.h"
+
+#include <utility>
+
+#include "server/proto_time.h"
+#include "server/status_macros.h"
+
+namespace idem {
+
+using idem::v1::BeginResponse;
+using idem::v1::Record;
+
+namespace {
+
+// A live lease's token is the holder's authority to Complete or Fail: it is
+// shown only to the holder (the ACQUIRED Begin and the holder's own writes).
+void HideLiveLeaseToken(Record* record) {
+  if (record->status() == Record::IN_PROGRESS) record->clear_lease_token();
+}
+
+// Stores `record` into the response's record field.
+template <typename Response>
+absl::Status Respond(absl::StatusOr<Record> record, Response* response) {
+  if (!record.ok()) return record.status();
+  *response->mutable_record() = *std::move(record);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+IdempotencyService::IdempotencyService(IdempotencyStore* store,
+                                       RequestLimits limits)
+    : store_(store), limits_(limits) {}
+
+absl::Status IdempotencyService::Begin(const idem::v1::BeginRequest& request,
+                                       absl::Time deadline,
+                                       BeginResponse* response) {
+  IDEM_ASSIGN_OR_RETURN(const BeginParams params, ValidateBegin(request));
+  IDEM_ASSIGN_OR_RETURN(BeginResult result, store_->Begin(params, deadline));
+  response->set_outcome(result.outcome);
+  if (result.outcome == BeginResponse::ACQUIRED) {
+    response->set_lease_token(result.record.lease_token());
+  } else {
+    HideLiveLeaseToken(&result.record);
+  }
+  if (result.outcome == BeginResponse::IN_PROGRESS) {
+    *response->mutable_retry_after() =
+        ToProtoDuration(std::max(result.retry_after, absl::ZeroDuration()));
+  }
+  *response->mutable_record() = std::move(result.record);
+  return absl::OkStatus();
+}
+
+absl::Status IdempotencyService::Complete(const idem::v1::CompleteRequest& request,
+                                          absl::Time deadline,
+                                          idem::v1::CompleteResponse* response) {
+  IDEM_RETURN_IF_ERROR(ValidateComplete(request, limits_));
+  return Respond(store_->Complete(request, deadline), response);
+}
+
+absl::Status IdempotencyService::Fail(const idem::v1::FailRequest& request,
+                                      absl::Time deadline,
+                                      idem::v1::FailResponse* response) {
+  IDEM_RETURN_IF_ERROR(ValidateFail(request, limits_));
+  return Respond(store_->Fail(request, deadline), response);
+}
+
+absl::Status IdempotencyService::Get(const idem::v1::GetRequest& request,
+                                     absl::Time deadline,
+                                     idem::v1::GetResponse* response) {
+  IDEM_RETURN_IF_ERROR(ValidateGet(request));
+  IDEM_ASSIGN_OR_RETURN(Record record,
+                        store_->Get(request.scope(), request.key(), deadline));
+  HideLiveLeaseToken(&record);
+  *response->mutable_record() = std::move(record);
+  return absl::OkStatus();
+}
+
+absl::Status IdempotencyService::ExtendLease(
+    const idem::v1::ExtendLeaseRequest& request, absl::Time deadline,
+    idem::v1::ExtendLeaseResponse* response) {
+  IDEM_ASSIGN_OR_RETURN(const ExtendLeaseParams params,
+                        ValidateExtendLease(request));
+  return Respond(store_->ExtendLease(params, deadline), response);
+}
+
+}  // namespace idem

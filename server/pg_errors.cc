@@ -1,0 +1,68 @@
+#include "server/pg_errors.h"
+
+#include <string>
+
+#include <glog/logging.h>
+#include <pqxx/except>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace idem {
+
+namespace {
+
+PqxxFailure FromSqlState(const std::string& state, const char* what) {
+  if (absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" ||
+      state == "57P03") {
+    LOG(WARNING) << "database connection lost (SQLSTATE " << state << "): " << what;
+    return {absl::UnavailableError(
+                absl::StrCat("database unavailable (SQLSTATE ", state, ")")),
+            true};
+  }
+  if (state == "40001" || state == "40P01") {
+    return {absl::AbortedError(absl::StrCat(
+                "database transaction conflict (SQLSTATE ", state, "); retry")),
+            false};
+  }
+  if (state == "57014") {
+    return {absl::DeadlineExceededError(
+                "database statement timed out (statement_timeout)"),
+            false};
+  }
+  if (absl::StartsWith(state, "53")) {
+    LOG(WARNING) << "database out of resources (SQLSTATE " << state << "): " << what;
+    return {absl::ResourceExhaustedError(absl::StrCat(
+                "database out of resources (SQLSTATE ", state, ")")),
+            false};
+  }
+  LOG(ERROR) << "database error (SQLSTATE " << state << "): " << what;
+  return {absl::InternalError(absl::StrCat("database error (SQLSTATE ", state, ")")),
+          false};
+}
+
+}  // namespace
+
+PqxxFailure ClassifyPqxxException(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const pqxx::broken_connection& e) {
+    LOG(WARNING) << "database connection lost: " << e.what();
+    return {absl::UnavailableError("database unavailable (connection lost)"), true};
+  } catch (const pqxx::in_doubt_error& e) {
+    LOG(WARNING) << "database outcome in doubt: " << e.what();
+    return {absl::UnavailableError(
+                "database connection lost while committing; retry the call"),
+            true};
+  } catch (const pqxx::sql_error& e) {
+    return FromSqlState(e.sqlstate(), e.what());
+  } catch (const std::exception& e) {
+    LOG(ERROR) << "database client error: " << e.what();
+    return {absl::InternalError("database client error"), true};
+  } catch (...) {
+    LOG(ERROR) << "unknown exception from the database client";
+    return {absl::InternalError("database client error"), true};
+  }
+}
+
+}  // namespace idem

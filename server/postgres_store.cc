@@ -1,0 +1,383 @@
+#include "server/postgres_store.h"
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <google/protobuf/util/json_util.h>
+#include <pqxx/pqxx>
+
+#include "absl/strings/str_cat.h"
+#include "server/pg_errors.h"
+#include "server/proto_time.h"
+#include "server/record_decisions.h"
+
+namespace idem {
+
+using idem::v1::BeginResponse;
+using idem::v1::Record;
+
+namespace {
+
+// A statement whose snapshot turned out stale (see record_decisions.h) runs
+// again; a handful of tries is plenty, since each sees a newer snapshot.
+constexpr int kMaxStatementTries = 5;
+
+// The columns every statement returns, read by RowToRecord(). Each statement
+// names its row `k` and prepends a boolean `changed` column.
+constexpr char kColumns[] = R"sql(
+  k.scope, k.key, k.request_hash, k.status, k.response, k.response_code,
+  jsonb_build_object('response_metadata', k.response_metadata)::text,
+  k.error, k.retryable, k.lease_token, k.attempt,
+  (extract(epoch FROM k.created_at) * 1000000)::int8,
+  (extract(epoch FROM k.updated_at) * 1000000)::int8,
+  (extract(epoch FROM k.locked_until) * 1000000)::int8,
+  (extract(epoch FROM k.expires_at) * 1000000)::int8,
+  (extract(epoch FROM now()) * 1000000)::int8)sql";
+
+// The row returned by `changed` when the change applied, else the live row
+// (or none).
+std::string WithFallbackRow(const char* change_cte, const char* fallback_where) {
+  return absl::StrCat("WITH changed AS (", change_cte, " RETURNING k.*)\n",
+                      "SELECT true,", kColumns, " FROM changed k\nUNION ALL\n",
+                      "SELECT false,", kColumns, " FROM idempotency_keys k\n",
+                      "WHERE k.scope = $1 AND k.key = $2 AND ", fallback_where,
+                      " AND NOT EXISTS (SELECT 1 FROM changed)");
+}
+
+constexpr char kBeginStatement[] = "idem_begin";
+constexpr char kBeginCte[] = R"sql(
+  INSERT INTO idempotency_keys AS k
+    (scope, key, request_hash, status, lease_token, attempt,
+     created_at, updated_at, locked_until, expires_at)
+  VALUES ($1, $2, $3, 'in_progress', nextval('idempotency_lease_token_seq'), 1,
+          now(), now(), now() + $4::int8 * interval '1 microsecond',
+          now() + GREATEST($4::int8, $5::int8) * interval '1 microsecond')
+  ON CONFLICT (scope, key) DO UPDATE SET
+    request_hash = EXCLUDED.request_hash,
+    status = 'in_progress',
+    response = ''::bytea,
+    response_code = 0,
+    response_metadata = '{}'::jsonb,
+    error = '',
+    retryable = false,
+    lease_token = EXCLUDED.lease_token,
+    attempt = CASE WHEN k.expires_at <= now() THEN 1 ELSE k.attempt + 1 END,
+    created_at = CASE WHEN k.expires_at <= now() THEN now() ELSE k.created_at END,
+    updated_at = now(),
+    locked_until = EXCLUDED.locked_until,
+    expires_at = CASE WHEN k.expires_at <= now() THEN EXCLUDED.expires_at
+                      ELSE GREATEST(k.expires_at, EXCLUDED.locked_until) END
+  WHERE k.expires_at <= now()
+     OR (k.request_hash = EXCLUDED.request_hash
+         AND ((k.status = 'in_progress' AND k.locked_until <= now())
+              OR (k.status = 'failed' AND k.retryable)))
+)sql";
+
+// Owner-only updates: the current token, still in progress, not expired.
+#define IDEM_OWNER_WHERE                                               \
+  " WHERE k.scope = $1 AND k.key = $2 AND k.lease_token = $3"          \
+  " AND k.status = 'in_progress' AND k.expires_at > now()"
+
+constexpr char kCompleteStatement[] = "idem_complete";
+constexpr char kCompleteCte[] =
+    "UPDATE idempotency_keys k SET status = 'completed', response = $4,"
+    " response_code = $5,"
+    " response_metadata = COALESCE($6::jsonb -> 'response_metadata', '{}'::jsonb),"
+    " error = '', retryable = false, locked_until = NULL, updated_at = now()"
+    IDEM_OWNER_WHERE;
+
+constexpr char kFailStatement[] = "idem_fail";
+constexpr char kFailCte[] =
+    "UPDATE idempotency_keys k SET status = 'failed', error = $4,"
+    " retryable = $5, response = $6, response_code = $7,"
+    " response_metadata = '{}'::jsonb, locked_until = NULL, updated_at = now()"
+    IDEM_OWNER_WHERE;
+
+constexpr char kExtendStatement[] = "idem_extend_lease";
+constexpr char kExtendCte[] =
+    "UPDATE idempotency_keys k SET"
+    " locked_until = now() + $4::int8 * interval '1 microsecond',"
+    " expires_at = GREATEST(k.expires_at,"
+    "                       now() + $4::int8 * interval '1 microsecond'),"
+    " updated_at = now()"
+    IDEM_OWNER_WHERE;
+#undef IDEM_OWNER_WHERE
+
+constexpr char kGetStatement[] = "idem_get";
+constexpr char kDeleteExpiredStatement[] = "idem_delete_expired";
+constexpr char kDeleteExpiredSql[] = R"sql(
+  WITH victims AS (
+    SELECT scope, key FROM idempotency_keys
+    WHERE expires_at <= now()
+    ORDER BY expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED)
+  DELETE FROM idempotency_keys k USING victims v
+  WHERE k.scope = v.scope AND k.key = v.key)sql";
+
+void PrepareStatements(pqxx::connection& c, absl::Duration statement_timeout) {
+  c.set_variable("statement_timeout",
+                 std::to_string(absl::ToInt64Milliseconds(statement_timeout)));
+  c.prepare(kBeginStatement, WithFallbackRow(kBeginCte, "true"));
+  c.prepare(kCompleteStatement,
+            WithFallbackRow(kCompleteCte, "k.expires_at > now()"));
+  c.prepare(kFailStatement, WithFallbackRow(kFailCte, "k.expires_at > now()"));
+  c.prepare(kExtendStatement, WithFallbackRow(kExtendCte, "k.expires_at > now()"));
+  c.prepare(kGetStatement,
+            absl::StrCat("SELECT false,", kColumns,
+                         " FROM idempotency_keys k WHERE k.scope = $1 AND "
+                         "k.key = $2 AND k.expires_at > now()"));
+  c.prepare(kDeleteExpiredStatement, kDeleteExpiredSql);
+}
+
+struct StatementRow {
+  bool changed = false;
+  Record record;
+  absl::Time db_now;
+};
+
+Record::Status StatusFromColumn(const std::string& s) {
+  if (s == "in_progress") return Record::IN_PROGRESS;
+  if (s == "completed") return Record::COMPLETED;
+  if (s == "failed") return Record::FAILED;
+  return Record::STATUS_UNSPECIFIED;
+}
+
+// Sets the timestamp only for a non-NULL column, so NULL stays unset.
+template <typename MutableTimestamp>
+void SetTimestampColumn(const pqxx::field& f, MutableTimestamp mutable_timestamp) {
+  if (!f.is_null()) SetTimestampFromUnixMicros(f.as<int64_t>(), mutable_timestamp());
+}
+
+std::optional<StatementRow> FirstRow(const pqxx::result& result) {
+  if (result.empty()) return std::nullopt;
+  const pqxx::row row = result[0];
+  StatementRow out;
+  Record& r = out.record;
+  out.changed = row[0].as<bool>();
+  r.set_scope(row[1].c_str());
+  r.set_key(row[2].c_str());
+  r.set_request_hash(pqxx::binarystring(row[3]).str());
+  r.set_status(StatusFromColumn(row[4].c_str()));
+  r.set_response(pqxx::binarystring(row[5]).str());
+  r.set_response_code(row[6].as<int32_t>());
+  Record metadata;
+  if (google::protobuf::util::JsonStringToMessage(row[7].c_str(), &metadata).ok()) {
+    r.mutable_response_metadata()->swap(*metadata.mutable_response_metadata());
+  }
+  r.set_error(row[8].c_str());
+  r.set_retryable(row[9].as<bool>());
+  r.set_lease_token(row[10].as<int64_t>());
+  r.set_attempt(row[11].as<int32_t>());
+  SetTimestampColumn(row[12], [&r] { return r.mutable_created_at(); });
+  SetTimestampColumn(row[13], [&r] { return r.mutable_updated_at(); });
+  SetTimestampColumn(row[14], [&r] { return r.mutable_locked_until(); });
+  SetTimestampColumn(row[15], [&r] { return r.mutable_expires_at(); });
+  out.db_now = absl::FromUnixMicros(row[16].as<int64_t>());
+  return out;
+}
+
+std::string MetadataJson(const idem::v1::CompleteRequest& request) {
+  Record holder;
+  *holder.mutable_response_metadata() = request.response_metadata();
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  // Cannot fail: a map<string,string> of valid UTF-8 (checked by validation).
+  (void)google::protobuf::util::MessageToJsonString(holder, &json, options);
+  return json;
+}
+
+int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
+
+bool SameMetadata(const google::protobuf::Map<std::string, std::string>& a,
+                  const google::protobuf::Map<std::string, std::string>& b) {
+  if (a.size() != b.size()) return false;
+  for (const auto& [name, value] : a) {
+    auto it = b.find(name);
+    if (it == b.end() || it->second != value) return false;
+  }
+  return true;
+}
+
+// Runs `fn(connection)` on a pooled connection, turning libpqxx exceptions
+// into a status (and a lost connection into a replaced one).
+template <typename Fn>
+auto WithConnection(ConnectionPool& pool, absl::Time deadline, Fn fn)
+    -> decltype(fn(std::declval<pqxx::connection&>())) {
+  auto conn = pool.Acquire(deadline);
+  if (!conn.ok()) return conn.status();
+  try {
+    return fn(conn->get());
+  } catch (...) {
+    PqxxFailure failure = ClassifyPqxxException(std::current_exception());
+    if (failure.connection_lost) conn->MarkLost();
+    return failure.status;
+  }
+}
+
+// Runs an owner-only write statement until its snapshot is not stale.
+template <typename Exec, typename SameOutcome>
+absl::StatusOr<Record> RunWrite(ConnectionPool& pool, absl::Time deadline,
+                                WriteKind kind, int64_t lease_token, Exec exec,
+                                SameOutcome same_outcome) {
+  return WithConnection(
+      pool, deadline, [&](pqxx::connection& c) -> absl::StatusOr<Record> {
+        WriteDecision decision = WriteDecision::kStale;
+        for (int i = 0; i < kMaxStatementTries; ++i) {
+          pqxx::nontransaction tx(c);
+          std::optional<StatementRow> row = FirstRow(exec(tx));
+          const Record* record = row ? &row->record : nullptr;
+          decision = DecideWrite(kind, row && row->changed, record, lease_token,
+                                 record != nullptr && same_outcome(*record));
+          if (decision == WriteDecision::kApplied ||
+              decision == WriteDecision::kAlreadyApplied) {
+            return std::move(row->record);
+          }
+          if (decision != WriteDecision::kStale) break;
+        }
+        return WriteDecisionStatus(kind, decision, lease_token);
+      });
+}
+
+}  // namespace
+
+PostgresStore::PostgresStore(Options options)
+    : pool_(ConnectionPool::Options{
+          options.url, options.pool_size,
+          [timeout = options.statement_timeout](pqxx::connection& c) {
+            PrepareStatements(c, timeout);
+          }}) {}
+
+absl::StatusOr<BeginResult> PostgresStore::Begin(const BeginParams& params,
+                                                 absl::Time deadline) {
+  const std::string scope(params.scope), key(params.key);
+  const pqxx::binarystring hash(params.request_hash.data(),
+                                params.request_hash.size());
+  return WithConnection(
+      pool_, deadline, [&](pqxx::connection& c) -> absl::StatusOr<BeginResult> {
+        BeginDecision decision = BeginDecision::kStale;
+        for (int i = 0; i < kMaxStatementTries; ++i) {
+          pqxx::nontransaction tx(c);
+          std::optional<StatementRow> row = FirstRow(
+              tx.exec_prepared(kBeginStatement, scope, key, hash,
+                               Micros(params.lease_ttl), Micros(params.retention)));
+          decision = DecideBegin(row && row->changed, row ? &row->record : nullptr,
+                                 params.request_hash,
+                                 row ? row->db_now : absl::InfinitePast());
+          BeginResult result;
+          switch (decision) {
+            case BeginDecision::kAcquired:
+              result.outcome = BeginResponse::ACQUIRED;
+              break;
+            case BeginDecision::kInProgress:
+              result.outcome = BeginResponse::IN_PROGRESS;
+              result.retry_after =
+                  FromProtoTimestamp(row->record.locked_until()) - row->db_now;
+              break;
+            case BeginDecision::kCompleted:
+              result.outcome = BeginResponse::COMPLETED;
+              break;
+            case BeginDecision::kFailed:
+              result.outcome = BeginResponse::FAILED;
+              break;
+            case BeginDecision::kStale:
+              continue;
+            case BeginDecision::kRequestMismatch:
+              return BeginDecisionStatus(decision);
+          }
+          result.record = std::move(row->record);
+          return result;
+        }
+        return BeginDecisionStatus(decision);
+      });
+}
+
+absl::StatusOr<Record> PostgresStore::Complete(
+    const idem::v1::CompleteRequest& request, absl::Time deadline) {
+  const pqxx::binarystring response(request.response());
+  const std::string metadata_json = MetadataJson(request);
+  return RunWrite(
+      pool_, deadline, WriteKind::kComplete, request.lease_token(),
+      [&](pqxx::nontransaction& tx) {
+        return tx.exec_prepared(kCompleteStatement, request.scope(), request.key(),
+                                request.lease_token(), response,
+                                request.response_code(), metadata_json);
+      },
+      [&](const Record& r) {
+        return r.status() == Record::COMPLETED &&
+               r.response() == request.response() &&
+               r.response_code() == request.response_code() &&
+               SameMetadata(r.response_metadata(), request.response_metadata());
+      });
+}
+
+absl::StatusOr<Record> PostgresStore::Fail(const idem::v1::FailRequest& request,
+                                           absl::Time deadline) {
+  const pqxx::binarystring response(request.response());
+  return RunWrite(
+      pool_, deadline, WriteKind::kFail, request.lease_token(),
+      [&](pqxx::nontransaction& tx) {
+        return tx.exec_prepared(kFailStatement, request.scope(), request.key(),
+                                request.lease_token(), request.error(),
+                                request.retryable(), response,
+                                request.response_code());
+      },
+      [&](const Record& r) {
+        return r.status() == Record::FAILED && r.error() == request.error() &&
+               r.retryable() == request.retryable() &&
+               r.response() == request.response() &&
+               r.response_code() == request.response_code();
+      });
+}
+
+absl::StatusOr<Record> PostgresStore::ExtendLease(const ExtendLeaseParams& params,
+                                                  absl::Time deadline) {
+  const std::string scope(params.scope), key(params.key);
+  return RunWrite(
+      pool_, deadline, WriteKind::kExtendLease, params.lease_token,
+      [&](pqxx::nontransaction& tx) {
+        return tx.exec_prepared(kExtendStatement, scope, key, params.lease_token,
+                                Micros(params.lease_ttl));
+      },
+      [](const Record&) { return false; });
+}
+
+absl::StatusOr<Record> PostgresStore::Get(absl::string_view scope,
+                                          absl::string_view key,
+                                          absl::Time deadline) {
+  const std::string s(scope), k(key);
+  return WithConnection(pool_, deadline,
+                        [&](pqxx::connection& c) -> absl::StatusOr<Record> {
+                          pqxx::nontransaction tx(c);
+                          std::optional<StatementRow> row =
+                              FirstRow(tx.exec_prepared(kGetStatement, s, k));
+                          if (!row) {
+                            return WriteDecisionStatus(WriteKind::kComplete,
+                                                       WriteDecision::kNotFound, 0);
+                          }
+                          return std::move(row->record);
+                        });
+}
+
+absl::StatusOr<int64_t> PostgresStore::DeleteExpired(int64_t limit,
+                                                     absl::Time deadline) {
+  return WithConnection(pool_, deadline,
+                        [&](pqxx::connection& c) -> absl::StatusOr<int64_t> {
+                          pqxx::nontransaction tx(c);
+                          return static_cast<int64_t>(
+                              tx.exec_prepared(kDeleteExpiredStatement, limit)
+                                  .affected_rows());
+                        });
+}
+
+absl::Status PostgresStore::Ping(absl::Time deadline) {
+  return WithConnection(pool_, deadline, [](pqxx::connection& c) -> absl::Status {
+    pqxx::nontransaction tx(c);
+    tx.exec("SELECT 1");
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace idem

@@ -1,0 +1,60 @@
+// PostgresStore: the IdempotencyStore on PostgreSQL (schema in migrations/).
+//
+// Every RPC is one prepared statement, one round trip, in autocommit: the
+// change is tried under the row's lock (INSERT ... ON CONFLICT DO UPDATE
+// ... WHERE, or UPDATE ... WHERE) and, when it does not apply, the same
+// statement returns the row so record_decisions.h can name the outcome. No
+// read-then-write races, whatever the number of callers or idemd replicas;
+// all times come from the database's clock.
+//
+// Thread safety: safe for concurrent use; each call holds one pooled
+// connection while it runs.
+#ifndef IDEM_SERVER_POSTGRES_STORE_H_
+#define IDEM_SERVER_POSTGRES_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "server/connection_pool.h"
+#include "server/store.h"
+
+namespace idem {
+
+class PostgresStore final : public IdempotencyStore {
+ public:
+  struct Options {
+    std::string url;
+    int pool_size = 8;
+    // PostgreSQL's statement_timeout on every connection.
+    absl::Duration statement_timeout = absl::Seconds(10);
+  };
+
+  explicit PostgresStore(Options options);
+  PostgresStore(const PostgresStore&) = delete;
+  PostgresStore& operator=(const PostgresStore&) = delete;
+
+  absl::StatusOr<BeginResult> Begin(const BeginParams& params,
+                                    absl::Time deadline) override;
+  absl::StatusOr<idem::v1::Record> Complete(
+      const idem::v1::CompleteRequest& request, absl::Time deadline) override;
+  absl::StatusOr<idem::v1::Record> Fail(const idem::v1::FailRequest& request,
+                                        absl::Time deadline) override;
+  absl::StatusOr<idem::v1::Record> ExtendLease(const ExtendLeaseParams& params,
+                                               absl::Time deadline) override;
+  absl::StatusOr<idem::v1::Record> Get(absl::string_view scope,
+                                       absl::string_view key,
+                                       absl::Time deadline) override;
+  absl::StatusOr<int64_t> DeleteExpired(int64_t limit,
+                                        absl::Time deadline) override;
+  absl::Status Ping(absl::Time deadline) override;
+
+  const ConnectionPool& pool() const { return pool_; }
+
+ private:
+  ConnectionPool pool_;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_SERVER_POSTGRES_STORE_H_

@@ -1,0 +1,107 @@
+#include "server/server.h"
+
+#include <algorithm>
+
+#include <glog/logging.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/migration_list.h"
+#include "server/migrator.h"
+
+namespace idem {
+
+namespace {
+
+// Request metadata and framing beyond the stored response itself.
+constexpr int kMessageOverheadBytes = 2 << 20;
+
+// Waits for the database, then for an up-to-date schema.
+absl::Status AwaitSchema(const Server::Options& options) {
+  const Migrator migrator(options.postgres_url, EmbeddedMigrations());
+  const absl::Time give_up = absl::Now() + options.startup_timeout;
+  while (true) {
+    absl::Status status = migrator.CheckUpToDate();
+    if (status.code() != absl::StatusCode::kUnavailable) return status;
+    if (absl::Now() >= give_up) {
+      return absl::UnavailableError(absl::StrCat(
+          "PostgreSQL not reachable within ", absl::FormatDuration(options.startup_timeout),
+          ": ", status.message()));
+    }
+    LOG(WARNING) << "waiting for PostgreSQL: " << status;
+    absl::SleepFor(absl::Seconds(1));
+  }
+}
+
+}  // namespace
+
+Server::Server(const Options& options)
+    : options_(options),
+      store_(PostgresStore::Options{options.postgres_url, options.pool_size,
+                                    options.statement_timeout}),
+      service_(&store_, RequestLimits{options.max_response_bytes}),
+      workers_(options.pool_size, options.max_queued_calls),
+      grpc_service_(&service_, &workers_),
+      sweeper_(&store_, Sweeper::Options{options.sweep_interval, options.sweep_batch}) {}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& options) {
+  if (options.postgres_url.empty()) {
+    return absl::InvalidArgumentError(
+        "no PostgreSQL URL: set --postgres or IDEM_POSTGRES_URL");
+  }
+  if (options.pool_size < 1) {
+    return absl::InvalidArgumentError("--pool_size must be at least 1");
+  }
+  if (absl::Status s = AwaitSchema(options); !s.ok()) return s;
+
+  std::unique_ptr<Server> server(new Server(options));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+                           &server->port_);
+  builder.RegisterService(&server->grpc_service_);
+  const int64_t max_message = std::min<int64_t>(
+      options.max_response_bytes + kMessageOverheadBytes, INT32_MAX);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message));
+  builder.SetMaxSendMessageSize(static_cast<int>(max_message));
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen));
+  }
+  server->health_ = std::make_unique<HealthMonitor>(
+      &server->store_, server->grpc_server_->GetHealthCheckService(),
+      options.health_check_interval);
+  server->health_->Start();
+  server->sweeper_.Start();
+  LOG(INFO) << "idemd serving idem.v1.Idempotency on " << options.listen
+            << " (port " << server->port_ << "), pool " << options.pool_size;
+  return server;
+}
+
+Server::~Server() { Shutdown(); }
+
+void Server::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  LOG(INFO) << "shutting down: draining in-flight calls";
+  if (health_) health_->Stop();
+  if (grpc_server_) {
+    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+  }
+  workers_.Shutdown();
+  sweeper_.Stop();
+  if (grpc_server_) grpc_server_->Wait();
+  LOG(INFO) << "shut down";
+}
+
+void Server::Wait() {
+  if (grpc_server_) grpc_server_->Wait();
+}
+
+}  // namespace idem

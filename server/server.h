@@ -1,0 +1,91 @@
+// Server: idemd's parts wired together.
+//
+//   gRPC (callback API) -> GrpcService -> WorkerPool -> IdempotencyService
+//        -> PostgresStore -> ConnectionPool -> PostgreSQL
+//   plus the Sweeper, the HealthMonitor, health and reflection services.
+//
+// Example (what idemd's main does):
+//   Server::Options options;
+//   options.postgres_url = "postgresql:///idem";
+//   absl::StatusOr<std::unique_ptr<Server>> server =
+//       Server::BuildAndStart(options);
+//   ...
+//   (*server)->Shutdown();
+//
+// Thread safety: Shutdown() may be called from any one thread, once.
+#ifndef IDEM_SERVER_SERVER_H_
+#define IDEM_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/server.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/grpc_service.h"
+#include "server/health_monitor.h"
+#include "server/idempotency_service.h"
+#include "server/postgres_store.h"
+#include "server/sweeper.h"
+#include "server/worker_pool.h"
+
+namespace idem {
+
+class Server {
+ public:
+  struct Options {
+    // host:port; port 0 picks a free port (see port()).
+    std::string listen = "127.0.0.1:50051";
+    std::string postgres_url;
+    // Connections, and store calls running at once.
+    int pool_size = 8;
+    // Calls waiting for a worker beyond which RESOURCE_EXHAUSTED is answered.
+    int max_queued_calls = 4096;
+    absl::Duration statement_timeout = absl::Seconds(10);
+    int64_t max_response_bytes = 1 << 20;
+    absl::Duration sweep_interval = absl::Seconds(60);
+    int64_t sweep_batch = 1000;
+    absl::Duration health_check_interval = absl::Seconds(2);
+    // How long start-up waits for PostgreSQL to become reachable.
+    absl::Duration startup_timeout = absl::Seconds(30);
+    // How long Shutdown() lets in-flight calls finish.
+    absl::Duration shutdown_grace = absl::Seconds(10);
+  };
+
+  // Checks the schema (FAILED_PRECONDITION when it is behind; UNAVAILABLE
+  // when PostgreSQL stays unreachable for startup_timeout), then serves.
+  static absl::StatusOr<std::unique_ptr<Server>> BuildAndStart(
+      const Options& options);
+
+  ~Server();
+
+  // Stops accepting calls, drains in-flight ones (up to shutdown_grace),
+  // then stops the sweeper and health checks. Idempotent.
+  void Shutdown();
+
+  // Blocks until Shutdown() completes.
+  void Wait();
+
+  int port() const { return port_; }
+
+ private:
+  explicit Server(const Options& options);
+
+  const Options options_;
+  int port_ = 0;
+  bool shut_down_ = false;
+
+  // Declared in dependency order: destroyed bottom-up.
+  PostgresStore store_;
+  IdempotencyService service_;
+  WorkerPool workers_;
+  GrpcService grpc_service_;
+  Sweeper sweeper_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<HealthMonitor> health_;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_SERVER_SERVER_H_

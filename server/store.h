@@ -1,0 +1,97 @@
+// IdempotencyStore: where idempotency records live.
+//
+// The service layer (idempotency_service.h) validates requests and calls one
+// store method per RPC; the store owns every state transition and answers
+// with the contract's status codes (see proto/idem/v1/idempotency.proto):
+//
+//   FAILED_PRECONDITION  Begin with another request_hash on a live key, or a
+//                        write that would change a finished record.
+//   ABORTED              a lease_token that is not the key's current lease.
+//   NOT_FOUND            a missing or expired key.
+//   UNAVAILABLE          the database cannot be reached.
+//   DEADLINE_EXCEEDED    the deadline passed (waiting for a connection, or
+//                        the database's statement timeout).
+//
+// Requests reach the store already validated, with defaults resolved.
+//
+// Thread safety: implementations are safe for concurrent use from many
+// threads without external synchronization. Methods block (they do I/O), so
+// they must never be called from a gRPC callback thread; the server runs
+// them on its WorkerPool.
+//
+// Every method is one independent operation, so a batching implementation
+// (group commit) can gather concurrent calls into one statement.
+#ifndef IDEM_SERVER_STORE_H_
+#define IDEM_SERVER_STORE_H_
+
+#include <cstdint>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "idem/v1/idempotency.pb.h"
+
+namespace idem {
+
+struct BeginParams {
+  absl::string_view scope;
+  absl::string_view key;
+  absl::string_view request_hash;
+  absl::Duration lease_ttl;
+  absl::Duration retention;
+};
+
+struct BeginResult {
+  idem::v1::BeginResponse::Outcome outcome =
+      idem::v1::BeginResponse::OUTCOME_UNSPECIFIED;
+  idem::v1::Record record;
+  // With IN_PROGRESS: the time left on the current lease.
+  absl::Duration retry_after = absl::ZeroDuration();
+};
+
+struct ExtendLeaseParams {
+  absl::string_view scope;
+  absl::string_view key;
+  int64_t lease_token = 0;
+  absl::Duration lease_ttl;
+};
+
+class IdempotencyStore {
+ public:
+  virtual ~IdempotencyStore() = default;
+
+  // Acquires the key (new, expired, lease run out, or released by a
+  // retryable Fail), or reports its state.
+  virtual absl::StatusOr<BeginResult> Begin(const BeginParams& params,
+                                            absl::Time deadline) = 0;
+
+  // Stores the result if request.lease_token is the current lease.
+  virtual absl::StatusOr<idem::v1::Record> Complete(
+      const idem::v1::CompleteRequest& request, absl::Time deadline) = 0;
+
+  // Stores the failure (or releases the key, when retryable).
+  virtual absl::StatusOr<idem::v1::Record> Fail(
+      const idem::v1::FailRequest& request, absl::Time deadline) = 0;
+
+  // Moves locked_until to now + lease_ttl for the lease holder.
+  virtual absl::StatusOr<idem::v1::Record> ExtendLease(
+      const ExtendLeaseParams& params, absl::Time deadline) = 0;
+
+  // The live record of (scope, key), or NOT_FOUND.
+  virtual absl::StatusOr<idem::v1::Record> Get(absl::string_view scope,
+                                               absl::string_view key,
+                                               absl::Time deadline) = 0;
+
+  // Deletes up to `limit` expired records; returns how many it deleted.
+  // Safe to run from several replicas at once.
+  virtual absl::StatusOr<int64_t> DeleteExpired(int64_t limit,
+                                                absl::Time deadline) = 0;
+
+  // OK while the database answers.
+  virtual absl::Status Ping(absl::Time deadline) = 0;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_SERVER_STORE_H_
