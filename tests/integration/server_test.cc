@@ -1,0 +1,392 @@
+// The contract (proto/idem/v1/idempotency.proto), rule by rule, through gRPC
+// against an in-process idemd on the test PostgreSQL.
+#include <string>
+
+#include <grpcpp/create_channel.h>
+#include <gtest/gtest.h>
+
+#include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "server/proto_time.h"
+#include "tests/integration/test_env.h"
+
+namespace idem {
+namespace {
+
+using idem::v1::BeginResponse;
+using idem::v1::Record;
+using testenv::InProcessIdemd;
+
+class ServerTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    Server::Options options = testenv::TestServerOptions();
+    options.max_response_bytes = 4096;
+    idemd_ = new InProcessIdemd(options);
+  }
+  static void TearDownTestSuite() {
+    delete idemd_;
+    idemd_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(idemd_->client, nullptr);
+    scope_ = testenv::UniqueScope();
+  }
+
+  Client& client() { return *idemd_->client; }
+
+  absl::StatusOr<BeginResponse> Begin(const std::string& key,
+                                      const std::string& request = "request",
+                                      BeginOptions options = {}) {
+    return client().Begin(scope_, key, request, options);
+  }
+
+  // Begins `key` and expects ACQUIRED; returns the token.
+  int64_t Acquire(const std::string& key, const std::string& request = "request",
+                  BeginOptions options = {}) {
+    absl::StatusOr<BeginResponse> r = Begin(key, request, options);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return 0;
+    EXPECT_EQ(r->outcome(), BeginResponse::ACQUIRED);
+    return r->lease_token();
+  }
+
+  idem::v1::CompleteRequest CompleteRequest(const std::string& key, int64_t token,
+                                            const std::string& response = "done") {
+    idem::v1::CompleteRequest c;
+    c.set_scope(scope_);
+    c.set_key(key);
+    c.set_lease_token(token);
+    c.set_response(response);
+    c.set_response_code(201);
+    (*c.mutable_response_metadata())["content-type"] = "application/json";
+    return c;
+  }
+
+  idem::v1::FailRequest FailRequest(const std::string& key, int64_t token,
+                                    bool retryable) {
+    idem::v1::FailRequest f;
+    f.set_scope(scope_);
+    f.set_key(key);
+    f.set_lease_token(token);
+    f.set_error("card declined");
+    f.set_retryable(retryable);
+    f.set_response("{\"error\":\"declined\"}");
+    f.set_response_code(402);
+    return f;
+  }
+
+  idem::v1::ExtendLeaseRequest ExtendRequest(const std::string& key, int64_t token,
+                                             absl::Duration ttl) {
+    idem::v1::ExtendLeaseRequest e;
+    e.set_scope(scope_);
+    e.set_key(key);
+    e.set_lease_token(token);
+    e.mutable_lease_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
+    return e;
+  }
+
+  static InProcessIdemd* idemd_;
+  std::string scope_;
+};
+
+InProcessIdemd* ServerTest::idemd_ = nullptr;
+
+absl::Time T(const google::protobuf::Timestamp& t) { return FromProtoTimestamp(t); }
+
+TEST_F(ServerTest, UnknownKeyIsAcquiredWithALease) {
+  BeginOptions options;
+  options.lease_ttl = absl::Seconds(7);
+  options.retention = absl::Hours(2);
+  absl::StatusOr<BeginResponse> r = Begin("k", "request", options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->outcome(), BeginResponse::ACQUIRED);
+  EXPECT_GT(r->lease_token(), 0);
+  const Record& rec = r->record();
+  EXPECT_EQ(rec.status(), Record::IN_PROGRESS);
+  EXPECT_EQ(rec.attempt(), 1);
+  EXPECT_EQ(rec.lease_token(), r->lease_token());
+  EXPECT_EQ(rec.scope(), scope_);
+  EXPECT_EQ(rec.key(), "k");
+  EXPECT_EQ(rec.request_hash(), Client::RequestHash("request"));
+  EXPECT_EQ(T(rec.locked_until()) - T(rec.created_at()), absl::Seconds(7));
+  EXPECT_EQ(T(rec.expires_at()) - T(rec.created_at()), absl::Hours(2));
+  EXPECT_LT(absl::AbsDuration(T(rec.created_at()) - absl::Now()), absl::Seconds(30));
+}
+
+TEST_F(ServerTest, DefaultLeaseIs30sAndRetention24h) {
+  absl::StatusOr<BeginResponse> r = Begin("k");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(T(r->record().locked_until()) - T(r->record().created_at()), absl::Seconds(30));
+  EXPECT_EQ(T(r->record().expires_at()) - T(r->record().created_at()), absl::Hours(24));
+}
+
+TEST_F(ServerTest, LiveLeaseAnswersInProgressWithRetryAfter) {
+  const int64_t token = Acquire("k", "request", {absl::Seconds(20), absl::ZeroDuration()});
+  absl::StatusOr<BeginResponse> r = Begin("k");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome(), BeginResponse::IN_PROGRESS);
+  EXPECT_EQ(r->lease_token(), 0);
+  EXPECT_EQ(r->record().lease_token(), 0) << "the holder's token must not leak";
+  EXPECT_EQ(r->record().attempt(), 1);
+  const absl::Duration retry_after = FromProtoDuration(r->retry_after());
+  EXPECT_GT(retry_after, absl::Seconds(15));
+  EXPECT_LE(retry_after, absl::Seconds(20));
+  EXPECT_GT(token, 0);
+}
+
+TEST_F(ServerTest, DifferentRequestHashIsFailedPreconditionInEveryState) {
+  const int64_t token = Acquire("in-progress");
+  absl::StatusOr<BeginResponse> r = Begin("in-progress", "another request");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("does not match the key's original request"),
+            absl::string_view::npos)
+      << r.status();
+
+  ASSERT_TRUE(client().Complete(CompleteRequest("in-progress", token)).ok());
+  EXPECT_EQ(Begin("in-progress", "another request").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  const int64_t t2 = Acquire("failed");
+  ASSERT_TRUE(client().Fail(FailRequest("failed", t2, /*retryable=*/false)).ok());
+  EXPECT_EQ(Begin("failed", "another request").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  const int64_t t3 = Acquire("released");
+  ASSERT_TRUE(client().Fail(FailRequest("released", t3, /*retryable=*/true)).ok());
+  EXPECT_EQ(Begin("released", "another request").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ServerTest, LapsedLeaseIsTakenOverWithAGreaterToken) {
+  const int64_t first = Acquire("k", "request", {absl::Seconds(1), absl::ZeroDuration()});
+  absl::SleepFor(absl::Milliseconds(1200));
+  absl::StatusOr<BeginResponse> r = Begin("k");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome(), BeginResponse::ACQUIRED);
+  EXPECT_GT(r->lease_token(), first);
+  EXPECT_EQ(r->record().attempt(), 2);
+
+  // The first holder lost its lease: nothing it sends is stored.
+  absl::StatusOr<Record> late = client().Complete(CompleteRequest("k", first, "stale"));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kAborted) << late.status();
+  EXPECT_EQ(client().Fail(FailRequest("k", first, false)).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(client().ExtendLease(ExtendRequest("k", first, absl::Minutes(5))).status().code(),
+            absl::StatusCode::kAborted);
+  absl::StatusOr<Record> now = client().Get(scope_, "k");
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->status(), Record::IN_PROGRESS);
+  EXPECT_EQ(now->response(), "");
+  EXPECT_EQ(T(now->locked_until()), T(r->record().locked_until()));
+
+  // The new holder completes normally.
+  ASSERT_TRUE(client().Complete(CompleteRequest("k", r->lease_token())).ok());
+}
+
+TEST_F(ServerTest, CompletedReplaysResponseByteForByte) {
+  std::string response;
+  for (int i = 0; i < 256; ++i) response.push_back(static_cast<char>(i));
+  idem::v1::CompleteRequest c = CompleteRequest("k", Acquire("k"), response);
+  c.set_response_code(-7);
+  (*c.mutable_response_metadata())["quote\"back\\slash"] = "caf\xc3\xa9 \xf0\x9f\x98\x80 {}[]";
+  (*c.mutable_response_metadata())["empty"] = "";
+  absl::StatusOr<Record> done = client().Complete(c);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->status(), Record::COMPLETED);
+  EXPECT_FALSE(done->has_locked_until());
+
+  absl::StatusOr<BeginResponse> replay = Begin("k");
+  ASSERT_TRUE(replay.ok());
+  EXPECT_EQ(replay->outcome(), BeginResponse::COMPLETED);
+  EXPECT_EQ(replay->lease_token(), 0) << "a replay hands out no lease";
+  EXPECT_EQ(replay->record().response(), response);
+  EXPECT_EQ(replay->record().response_code(), -7);
+  EXPECT_EQ(replay->record().response_metadata().size(), 3u);
+  EXPECT_EQ(replay->record().response_metadata().at("quote\"back\\slash"),
+            "caf\xc3\xa9 \xf0\x9f\x98\x80 {}[]");
+  EXPECT_EQ(replay->record().response_metadata().at("empty"), "");
+  EXPECT_EQ(replay->record().response_metadata().at("content-type"), "application/json");
+}
+
+TEST_F(ServerTest, PermanentFailureIsReplayed) {
+  ASSERT_TRUE(client().Fail(FailRequest("k", Acquire("k"), false)).ok());
+  absl::StatusOr<BeginResponse> r = Begin("k");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome(), BeginResponse::FAILED);
+  EXPECT_EQ(r->lease_token(), 0);
+  EXPECT_EQ(r->record().error(), "card declined");
+  EXPECT_EQ(r->record().response(), "{\"error\":\"declined\"}");
+  EXPECT_EQ(r->record().response_code(), 402);
+  EXPECT_FALSE(r->record().retryable());
+}
+
+TEST_F(ServerTest, RetryableFailureReleasesTheKeyAtOnce) {
+  const int64_t first = Acquire("k", "request", {absl::Minutes(10), absl::ZeroDuration()});
+  absl::StatusOr<Record> failed = client().Fail(FailRequest("k", first, true));
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(failed->status(), Record::FAILED);
+  EXPECT_TRUE(failed->retryable());
+  absl::StatusOr<BeginResponse> r = Begin("k");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome(), BeginResponse::ACQUIRED);
+  EXPECT_EQ(r->record().attempt(), 2);
+  EXPECT_GT(r->lease_token(), first);
+  EXPECT_EQ(r->record().error(), "");
+}
+
+TEST_F(ServerTest, RepeatingTheSameCompleteOrFailIsOk) {
+  const int64_t t = Acquire("c");
+  absl::StatusOr<Record> first = client().Complete(CompleteRequest("c", t));
+  absl::StatusOr<Record> again = client().Complete(CompleteRequest("c", t));
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(first->SerializeAsString(), again->SerializeAsString());
+  // A different outcome on the finished record is refused, and not stored.
+  EXPECT_EQ(client().Complete(CompleteRequest("c", t, "other")).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(client().Fail(FailRequest("c", t, false)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(client().ExtendLease(ExtendRequest("c", t, absl::Minutes(1))).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(client().Get(scope_, "c")->response(), "done");
+
+  const int64_t f = Acquire("f");
+  ASSERT_TRUE(client().Fail(FailRequest("f", f, false)).ok());
+  absl::StatusOr<Record> fail_again = client().Fail(FailRequest("f", f, false));
+  ASSERT_TRUE(fail_again.ok()) << fail_again.status();
+  EXPECT_EQ(fail_again->error(), "card declined");
+}
+
+TEST_F(ServerTest, WrongTokenIsAbortedAndStoresNothing) {
+  const int64_t t = Acquire("k");
+  for (int64_t wrong : {t + 1000, t - 1 > 0 ? t - 1 : t + 1, INT64_MAX}) {
+    EXPECT_EQ(client().Complete(CompleteRequest("k", wrong)).status().code(),
+              absl::StatusCode::kAborted);
+    EXPECT_EQ(client().Fail(FailRequest("k", wrong, true)).status().code(),
+              absl::StatusCode::kAborted);
+    EXPECT_EQ(client().ExtendLease(ExtendRequest("k", wrong, absl::Minutes(1))).status().code(),
+              absl::StatusCode::kAborted);
+  }
+  absl::StatusOr<Record> r = client().Get(scope_, "k");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status(), Record::IN_PROGRESS);
+  EXPECT_EQ(r->response(), "");
+  EXPECT_EQ(r->error(), "");
+}
+
+TEST_F(ServerTest, MissingKeyIsNotFound) {
+  EXPECT_EQ(client().Complete(CompleteRequest("missing", 5)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(client().Fail(FailRequest("missing", 5, false)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(client().ExtendLease(ExtendRequest("missing", 5, absl::Minutes(1))).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(client().Get(scope_, "missing").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ServerTest, ExtendLeaseMovesLockedUntil) {
+  const int64_t t = Acquire("k", "request", {absl::Seconds(2), absl::ZeroDuration()});
+  absl::StatusOr<Record> extended =
+      client().ExtendLease(ExtendRequest("k", t, absl::Minutes(10)));
+  ASSERT_TRUE(extended.ok()) << extended.status();
+  EXPECT_EQ(extended->lease_token(), t);
+  EXPECT_GT(T(extended->locked_until()), absl::Now() + absl::Minutes(9));
+  absl::SleepFor(absl::Milliseconds(2200));  // Past the original lease.
+  absl::StatusOr<BeginResponse> other = Begin("k");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->outcome(), BeginResponse::IN_PROGRESS);
+  EXPECT_GT(FromProtoDuration(other->retry_after()), absl::Minutes(9));
+}
+
+TEST_F(ServerTest, ExpiredRecordIsAbsentBeforeTheSweep) {
+  const int64_t t = Acquire("k", "request", {absl::Seconds(1), absl::Seconds(1)});
+  ASSERT_TRUE(client().Complete(CompleteRequest("k", t)).ok());
+  absl::SleepFor(absl::Milliseconds(1200));
+  EXPECT_EQ(client().Get(scope_, "k").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client().Complete(CompleteRequest("k", t)).status().code(),
+            absl::StatusCode::kNotFound);
+  // Unknown again: any request may take it, from attempt 1.
+  absl::StatusOr<BeginResponse> r = Begin("k", "a different request");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->outcome(), BeginResponse::ACQUIRED);
+  EXPECT_EQ(r->record().attempt(), 1);
+  EXPECT_GT(r->lease_token(), t);
+  EXPECT_EQ(r->record().response(), "");
+}
+
+TEST_F(ServerTest, ARecordNeverExpiresWhileItsLeaseIsLive) {
+  const int64_t t = Acquire("k", "request", {absl::Seconds(5), absl::Seconds(1)});
+  absl::SleepFor(absl::Milliseconds(1300));
+  absl::StatusOr<BeginResponse> r = Begin("k");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome(), BeginResponse::IN_PROGRESS);
+  EXPECT_TRUE(client().Complete(CompleteRequest("k", t)).ok());
+}
+
+TEST_F(ServerTest, HolderMayFinishAfterItsLeaseRanOutIfNobodyTookOver) {
+  const int64_t t = Acquire("k", "request", {absl::Seconds(1), absl::ZeroDuration()});
+  absl::SleepFor(absl::Milliseconds(1200));
+  absl::StatusOr<Record> done = client().Complete(CompleteRequest("k", t));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(Begin("k")->outcome(), BeginResponse::COMPLETED);
+}
+
+TEST_F(ServerTest, BadInputIsInvalidArgumentNamingTheField) {
+  struct Case {
+    std::string field;
+    idem::v1::BeginRequest request;
+  };
+  idem::v1::BeginRequest base;
+  base.set_scope(scope_);
+  base.set_key("k");
+  base.set_request_hash("h");
+  std::vector<Case> cases;
+  cases.push_back({"scope", base});
+  cases.back().request.set_scope("");
+  cases.push_back({"scope", base});
+  cases.back().request.set_scope("white space");
+  cases.push_back({"key", base});
+  cases.back().request.set_key(std::string(256, 'k'));
+  cases.push_back({"key", base});
+  cases.back().request.set_key(std::string("nul\0", 4));
+  cases.push_back({"request_hash", base});
+  cases.back().request.clear_request_hash();
+  cases.push_back({"lease_ttl", base});
+  cases.back().request.mutable_lease_ttl()->set_seconds(-1);
+  cases.push_back({"lease_ttl", base});
+  cases.back().request.mutable_lease_ttl()->set_seconds(INT64_MAX);
+  cases.push_back({"retention", base});
+  cases.back().request.mutable_retention()->set_seconds(31 * 86400);
+  for (const Case& c : cases) {
+    absl::StatusOr<BeginResponse> r = client().Begin(c.request);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_NE(r.status().message().find(c.field), absl::string_view::npos)
+        << r.status();
+  }
+  const int64_t t = Acquire("k");
+  idem::v1::CompleteRequest big = CompleteRequest("k", t, std::string(4097, 'x'));
+  absl::StatusOr<Record> r = client().Complete(big);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("max_response_bytes"), absl::string_view::npos);
+  EXPECT_EQ(client().Complete(CompleteRequest("k", 0)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Nothing was stored by the refused calls.
+  EXPECT_EQ(client().Get(scope_, "k")->status(), Record::IN_PROGRESS);
+}
+
+TEST_F(ServerTest, HealthServiceSaysServing) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(idemd_->address, grpc::InsecureChannelCredentials()));
+  for (const std::string service : {"", "idem.v1.Idempotency"}) {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    ASSERT_TRUE(stub->Check(&context, request, &response).ok()) << service;
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+}
+
+}  // namespace
+}  // namespace idem

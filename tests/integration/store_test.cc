@@ -1,0 +1,238 @@
+// PostgresStore under concurrency, and the sweeper, on the test PostgreSQL.
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "server/postgres_store.h"
+#include "server/sweeper.h"
+#include "tests/integration/test_env.h"
+
+namespace idem {
+namespace {
+
+using idem::v1::BeginResponse;
+
+absl::Time Soon() { return absl::Now() + absl::Seconds(20); }
+
+PostgresStore::Options StoreOptions(const std::string& url, int pool_size = 8) {
+  PostgresStore::Options options;
+  options.url = url;
+  options.pool_size = pool_size;
+  return options;
+}
+
+BeginParams Params(const std::string& scope, const std::string& key,
+                   absl::Duration lease = absl::Seconds(30),
+                   absl::Duration retention = absl::Hours(1)) {
+  static const std::string kHash = "hash";
+  return BeginParams{scope, key, kHash, lease, retention};
+}
+
+// Starts `n` threads that each call Begin once, all released together.
+std::vector<absl::StatusOr<BeginResult>> RaceBegin(PostgresStore& store, int n,
+                                                   const BeginParams& params) {
+  std::vector<absl::StatusOr<BeginResult>> results(n, absl::UnknownError("unset"));
+  absl::Notification go;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      go.WaitForNotification();
+      results[i] = store.Begin(params, Soon());
+    });
+  }
+  go.Notify();
+  for (std::thread& t : threads) t.join();
+  return results;
+}
+
+TEST(StoreRaceTest, FiftyThreadsRacingOneNewKeyAcquireItExactlyOnce) {
+  PostgresStore store(StoreOptions(testenv::SharedDatabaseUrl(), 50));
+  const std::string scope = testenv::UniqueScope();
+  for (int round = 0; round < 3; ++round) {
+    const std::string key = "key-" + std::to_string(round);
+    int acquired = 0, in_progress = 0;
+    for (const auto& r : RaceBegin(store, 50, Params(scope, key))) {
+      ASSERT_TRUE(r.ok()) << r.status();
+      if (r->outcome == BeginResponse::ACQUIRED) ++acquired;
+      if (r->outcome == BeginResponse::IN_PROGRESS) ++in_progress;
+    }
+    EXPECT_EQ(acquired, 1) << key;
+    EXPECT_EQ(in_progress, 49) << key;
+  }
+}
+
+TEST(StoreRaceTest, RacingTakeoverOfALapsedLeaseHasOneWinner) {
+  PostgresStore store(StoreOptions(testenv::SharedDatabaseUrl(), 20));
+  const std::string scope = testenv::UniqueScope();
+  absl::StatusOr<BeginResult> first =
+      store.Begin(Params(scope, "k", absl::Seconds(1)), Soon());
+  ASSERT_TRUE(first.ok());
+  absl::SleepFor(absl::Milliseconds(1200));
+  int acquired = 0;
+  int64_t winner_token = 0;
+  for (const auto& r : RaceBegin(store, 20, Params(scope, "k"))) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (r->outcome == BeginResponse::ACQUIRED) {
+      ++acquired;
+      winner_token = r->record.lease_token();
+      EXPECT_EQ(r->record.attempt(), 2);
+    }
+  }
+  EXPECT_EQ(acquired, 1);
+  EXPECT_GT(winner_token, first->record.lease_token());
+}
+
+TEST(StoreRaceTest, RacingCompletesWithOneTokenStoreOneOutcome) {
+  PostgresStore store(StoreOptions(testenv::SharedDatabaseUrl(), 16));
+  const std::string scope = testenv::UniqueScope();
+  absl::StatusOr<BeginResult> begun = store.Begin(Params(scope, "k"), Soon());
+  ASSERT_TRUE(begun.ok());
+  std::atomic<int> ok{0}, refused{0};
+  absl::Notification go;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&, i] {
+      idem::v1::CompleteRequest c;
+      c.set_scope(scope);
+      c.set_key("k");
+      c.set_lease_token(begun->record.lease_token());
+      c.set_response(i % 2 == 0 ? "even" : "odd");
+      go.WaitForNotification();
+      absl::StatusOr<idem::v1::Record> r = store.Complete(c, Soon());
+      if (r.ok()) {
+        ok.fetch_add(1);
+      } else {
+        EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+        refused.fetch_add(1);
+      }
+    });
+  }
+  go.Notify();
+  for (std::thread& t : threads) t.join();
+  // One outcome wins; the 7 identical repeats of it are OK, the 8 others
+  // are refused.
+  EXPECT_EQ(ok.load(), 8);
+  EXPECT_EQ(refused.load(), 8);
+}
+
+TEST(StoreFencingTest, TokensStrictlyIncreaseAcrossTakeoversAndReuse) {
+  PostgresStore store(StoreOptions(testenv::SharedDatabaseUrl(), 2));
+  const std::string scope = testenv::UniqueScope();
+  int64_t last = 0;
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<BeginResult> r = store.Begin(Params(scope, "k"), Soon());
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->outcome, BeginResponse::ACQUIRED);
+    EXPECT_GT(r->record.lease_token(), last);
+    EXPECT_EQ(r->record.attempt(), i + 1);
+    last = r->record.lease_token();
+    idem::v1::FailRequest f;
+    f.set_scope(scope);
+    f.set_key("k");
+    f.set_lease_token(last);
+    f.set_retryable(true);
+    ASSERT_TRUE(store.Fail(f, Soon()).ok());
+  }
+}
+
+TEST(StoreAvailabilityTest, UnreachableDatabaseIsUnavailableNotInternal) {
+  PostgresStore store(StoreOptions(
+      "postgresql:///idem?host=/nonexistent-socket-dir&user=postgres&connect_timeout=2", 1));
+  absl::StatusOr<BeginResult> r = store.Begin(Params("s", "k"), Soon());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_EQ(store.Ping(Soon()).code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(StorePoolTest, FullPoolWaitsOnlyUntilTheDeadline) {
+  PostgresStore store(StoreOptions(testenv::SharedDatabaseUrl(), 1));
+  ASSERT_TRUE(store.Ping(Soon()).ok());
+  absl::Notification release;
+  absl::Notification holding;
+  // Hold the only connection by a Begin blocked on a row lock taken here.
+  const std::string scope = testenv::UniqueScope();
+  ASSERT_TRUE(store.Begin(Params(scope, "k"), Soon()).ok());
+  pqxx::connection locker(testenv::SharedDatabaseUrl());
+  pqxx::work tx(locker);
+  tx.exec_params("SELECT 1 FROM idempotency_keys WHERE scope = $1 AND key = 'k' FOR UPDATE",
+                 scope);
+  std::thread blocked([&] { (void)store.Begin(Params(scope, "k"), Soon()); });
+  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time start = absl::Now();
+  absl::StatusOr<idem::v1::Record> r =
+      store.Get(scope, "k", absl::Now() + absl::Milliseconds(200));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  tx.abort();
+  blocked.join();
+}
+
+class SweeperTest : public testing::Test {
+ protected:
+  // A database of its own, so counts are exact.
+  SweeperTest() : store_(StoreOptions(testenv::CreateMigratedDatabase(), 4)) {}
+
+  void BeginMany(const std::string& scope, int n, absl::Duration retention) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(store_.Begin(Params(scope, "k" + std::to_string(i),
+                                      absl::Seconds(1), retention),
+                               Soon())
+                      .ok());
+    }
+  }
+
+  PostgresStore store_;
+};
+
+TEST_F(SweeperTest, DeletesOnlyExpiredRecordsInBatches) {
+  BeginMany("short", 25, absl::Seconds(1));
+  BeginMany("long", 5, absl::Hours(1));
+  absl::SleepFor(absl::Milliseconds(1200));
+  // Batches are bounded by the limit.
+  absl::StatusOr<int64_t> batch = store_.DeleteExpired(10, Soon());
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_EQ(*batch, 10);
+  Sweeper sweeper(&store_, Sweeper::Options{absl::Hours(1), 4});
+  absl::StatusOr<int64_t> swept = sweeper.SweepOnce();
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(*swept, 15);
+  EXPECT_EQ(*sweeper.SweepOnce(), 0);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(store_.Get("long", "k" + std::to_string(i), Soon()).ok());
+  }
+}
+
+TEST_F(SweeperTest, ConcurrentSweepersDeleteEachRowOnce) {
+  BeginMany("short", 60, absl::Seconds(1));
+  absl::SleepFor(absl::Milliseconds(1200));
+  std::atomic<int64_t> total{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&] {
+      Sweeper sweeper(&store_, Sweeper::Options{absl::Hours(1), 5});
+      absl::StatusOr<int64_t> n = sweeper.SweepOnce();
+      EXPECT_TRUE(n.ok()) << n.status();
+      if (n.ok()) total.fetch_add(*n);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(total.load(), 60);
+}
+
+TEST_F(SweeperTest, BackgroundThreadSweepsAndStopsCleanly) {
+  BeginMany("short", 3, absl::Seconds(1));
+  Sweeper sweeper(&store_, Sweeper::Options{absl::Milliseconds(100), 100});
+  sweeper.Start();
+  absl::SleepFor(absl::Milliseconds(1600));
+  sweeper.Stop();
+  pqxx::connection c(testenv::DatabaseUrl("postgres"));
+  EXPECT_EQ(store_.DeleteExpired(100, Soon()).value_or(-1), 0)
+      << "the background sweeper left expired rows";
+}
+
+}  // namespace
+}  // namespace idem

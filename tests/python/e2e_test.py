@@ -1,0 +1,121 @@
+"""idem from Python: Debian's grpcio drives idemd through stubs generated
+from proto/idem/v1/idempotency.proto. Run by ctest (python_client_e2e) with
+/usr/bin/python3; starts its own idemd on the test database."""
+import argparse
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+from grpc_tools import protoc
+import grpc
+
+ARGS = None
+pb = rpc = None
+
+
+def generate_stubs(proto_root, out_dir):
+    rc = protoc.main(["protoc", f"-I{proto_root}", f"--python_out={out_dir}",
+                      f"--grpc_python_out={out_dir}",
+                      os.path.join(proto_root, "idem/v1/idempotency.proto")])
+    if rc != 0:
+        raise RuntimeError("protoc failed")
+    sys.path.insert(0, out_dir)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PythonClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        pg_dir = os.environ["IDEM_TEST_PG_DIR"]
+        url = f"postgresql:///idem_test?host={pg_dir}/socket&user=postgres"
+        cls.address = f"127.0.0.1:{free_port()}"
+        cls.idemd = subprocess.Popen(
+            [os.environ["IDEM_TEST_IDEMD"], f"--listen={cls.address}", f"--postgres={url}"])
+        channel = grpc.insecure_channel(cls.address)
+        grpc.channel_ready_future(channel).result(timeout=15)
+        cls.stub = rpc.IdempotencyStub(channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.idemd.terminate()
+        code = cls.idemd.wait(timeout=15)
+        if code != 0:
+            raise AssertionError(f"idemd exited with {code} on SIGTERM")
+
+    def setUp(self):
+        self.scope = f"test/python/{uuid.uuid4().hex}"
+
+    def begin(self, key, body=b"charge 10 EUR", lease_seconds=None):
+        req = pb.BeginRequest(scope=self.scope, key=key,
+                              request_hash=hashlib.sha256(body).digest())
+        if lease_seconds:
+            req.lease_ttl.seconds = lease_seconds
+        return self.stub.Begin(req, timeout=5)
+
+    def test_begin_complete_replay(self):
+        first = self.begin("order-1")
+        self.assertEqual(first.outcome, pb.BeginResponse.ACQUIRED)
+        self.assertGreater(first.lease_token, 0)
+        done = self.stub.Complete(pb.CompleteRequest(
+            scope=self.scope, key="order-1", lease_token=first.lease_token,
+            response=b'{"id": "ch_1"}\x00', response_code=201,
+            response_metadata={"content-type": "application/json"}), timeout=5)
+        self.assertEqual(done.record.status, pb.Record.COMPLETED)
+        replay = self.begin("order-1")
+        self.assertEqual(replay.outcome, pb.BeginResponse.COMPLETED)
+        self.assertEqual(replay.lease_token, 0)
+        self.assertEqual(replay.record.response, b'{"id": "ch_1"}\x00')
+        self.assertEqual(replay.record.response_code, 201)
+        self.assertEqual(dict(replay.record.response_metadata),
+                         {"content-type": "application/json"})
+
+    def test_mismatch_is_failed_precondition(self):
+        self.begin("order-2")
+        with self.assertRaises(grpc.RpcError) as e:
+            self.begin("order-2", body=b"charge 99 EUR")
+        self.assertEqual(e.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("does not match", e.exception.details())
+
+    def test_in_progress_then_lease_takeover(self):
+        first = self.begin("order-3", lease_seconds=1)
+        busy = self.begin("order-3")
+        self.assertEqual(busy.outcome, pb.BeginResponse.IN_PROGRESS)
+        self.assertGreater(busy.retry_after.ToTimedelta().total_seconds(), 0)
+        time.sleep(1.2)
+        second = self.begin("order-3")
+        self.assertEqual(second.outcome, pb.BeginResponse.ACQUIRED)
+        self.assertGreater(second.lease_token, first.lease_token)
+        self.assertEqual(second.record.attempt, 2)
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub.Complete(pb.CompleteRequest(
+                scope=self.scope, key="order-3", lease_token=first.lease_token), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.ABORTED)
+
+    def test_bad_input_is_invalid_argument(self):
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub.Begin(pb.BeginRequest(scope="no spaces allowed", key="k",
+                                            request_hash=b"h"), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("scope", e.exception.details())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--proto_root", required=True)
+    ARGS, rest = parser.parse_known_args()
+    stubs = tempfile.mkdtemp(prefix="idem-py-")
+    generate_stubs(ARGS.proto_root, stubs)
+    from idem.v1 import idempotency_pb2 as pb  # noqa: E402
+    from idem.v1 import idempotency_pb2_grpc as rpc  # noqa: E402
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
