@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <algorithm>
+#include <utility>
 
 #include <glog/logging.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -48,7 +49,7 @@ Server::Server(const Options& options)
       grpc_service_(&service_, &workers_),
       sweeper_(&store_, Sweeper::Options{options.sweep_interval, options.sweep_batch}) {}
 
-absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& options) {
+absl::Status ValidateOptions(const Server::Options& options) {
   if (options.postgres_url.empty()) {
     return absl::InvalidArgumentError(
         "no PostgreSQL URL: set --postgres or IDEM_POSTGRES_URL");
@@ -56,6 +57,30 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   if (options.pool_size < 1) {
     return absl::InvalidArgumentError("--pool_size must be at least 1");
   }
+  if (options.max_queued_calls < 1) {
+    return absl::InvalidArgumentError("--max_queued_calls must be at least 1");
+  }
+  if (options.sweep_batch < 1) {
+    return absl::InvalidArgumentError("--sweep_batch must be at least 1");
+  }
+  if (options.max_response_bytes < 0 ||
+      options.max_response_bytes > (int64_t{1} << 30)) {
+    return absl::InvalidArgumentError(
+        "--max_response_bytes must be between 0 and 1 GiB");
+  }
+  for (const auto& [flag, value] :
+       {std::pair{"--sweep_interval", options.sweep_interval},
+        std::pair{"--health_check_interval", options.health_check_interval},
+        std::pair{"--statement_timeout", options.statement_timeout}}) {
+    if (value <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " must be positive"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& options) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   if (absl::Status s = AwaitSchema(options); !s.ok()) return s;
 
   std::unique_ptr<Server> server(new Server(options));

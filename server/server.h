@@ -53,8 +53,9 @@ class Server {
     absl::Duration shutdown_grace = absl::Seconds(10);
   };
 
-  // Checks the schema (FAILED_PRECONDITION when it is behind; UNAVAILABLE
-  // when PostgreSQL stays unreachable for startup_timeout), then serves.
+  // Checks the options (INVALID_ARGUMENT naming the flag) and the schema
+  // (FAILED_PRECONDITION when it is behind; UNAVAILABLE when PostgreSQL stays
+  // unreachable for startup_timeout), then serves.
   static absl::StatusOr<std::unique_ptr<Server>> BuildAndStart(
       const Options& options);
 
@@ -85,6 +86,9 @@ class Server {
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<HealthMonitor> health_;
 };
+
+// INVALID_ARGUMENT naming the first option (flag) out of range.
+absl::Status ValidateOptions(const Server::Options& options);
 
 }  // namespace idem
 

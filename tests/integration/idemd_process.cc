@@ -32,11 +32,23 @@ int PickFreePort() {
   return ntohs(addr.sin_port);
 }
 
+std::shared_ptr<grpc::Channel> FastReconnectChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  // The default backoff (1 s and growing) would make tests wait seconds for
+  // a server that started a moment after the first dial.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+  // Subchannels are otherwise shared process-wide, backoff state included.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
 bool WaitForHealth(const std::string& address, bool serving, int timeout_ms) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   const absl::Time give_up = absl::Now() + absl::Milliseconds(timeout_ms);
   while (absl::Now() < give_up) {
+    // A new channel per probe: each probe is a fresh dial.
+    auto stub = grpc::health::v1::Health::NewStub(FastReconnectChannel(address));
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
     grpc::health::v1::HealthCheckResponse response;
@@ -62,15 +74,13 @@ IdemdProcess::IdemdProcess(const std::string& postgres_url,
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  client_ = std::make_unique<Client>(
-      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
     ADD_FAILURE() << "cannot start " << args[0];
     pid_ = -1;
-    return;
   }
-  serving_ = WaitForHealth(address_, /*serving=*/true, 15000);
+  serving_ = pid_ > 0 && WaitForHealth(address_, /*serving=*/true, 15000);
   EXPECT_TRUE(serving_) << "idemd at " << address_ << " never became SERVING";
+  client_ = std::make_unique<Client>(FastReconnectChannel(address_));
 }
 
 IdemdProcess::~IdemdProcess() {

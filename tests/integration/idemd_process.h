@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/channel.h>
+
 #include "idem/client.h"
 
 namespace idem::testenv {
@@ -34,6 +36,9 @@ class IdemdProcess {
   bool serving_ = false;
   std::unique_ptr<Client> client_;
 };
+
+// A channel that redials within 200 ms (gRPC's default backoff is seconds).
+std::shared_ptr<grpc::Channel> FastReconnectChannel(const std::string& address);
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int PickFreePort();

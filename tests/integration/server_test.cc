@@ -4,6 +4,7 @@
 
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
+#include <pqxx/pqxx>
 
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -373,6 +374,25 @@ TEST_F(ServerTest, BadInputIsInvalidArgumentNamingTheField) {
             absl::StatusCode::kInvalidArgument);
   // Nothing was stored by the refused calls.
   EXPECT_EQ(client().Get(scope_, "k")->status(), Record::IN_PROGRESS);
+}
+
+TEST_F(ServerTest, ClientDeadlineBoundsACallStuckInTheDatabase) {
+  Acquire("k");
+  // Hold the row's lock so the next Begin waits inside PostgreSQL.
+  pqxx::connection locker(testenv::SharedDatabaseUrl());
+  pqxx::work tx(locker);
+  tx.exec_params("SELECT 1 FROM idempotency_keys WHERE scope = $1 FOR UPDATE", scope_);
+  ClientOptions options;
+  options.deadline = absl::Milliseconds(300);
+  Client impatient(grpc::CreateChannel(idemd_->address, grpc::InsecureChannelCredentials()),
+                   options);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<BeginResponse> r = impatient.Begin(scope_, "k", "request");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  tx.abort();
+  // The server is fine afterwards.
+  EXPECT_EQ(Begin("k")->outcome(), BeginResponse::IN_PROGRESS);
 }
 
 TEST_F(ServerTest, HealthServiceSaysServing) {
