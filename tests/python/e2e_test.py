@@ -16,15 +16,19 @@ from grpc_tools import protoc
 import grpc
 
 ARGS = None
-pb = rpc = None
+pb = rpc = reflection_pb = reflection_rpc = None
+
+
+TEST_PROTOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protos")
 
 
 def generate_stubs(proto_root, out_dir):
-    rc = protoc.main(["protoc", f"-I{proto_root}", f"--python_out={out_dir}",
-                      f"--grpc_python_out={out_dir}",
-                      os.path.join(proto_root, "idem/v1/idempotency.proto")])
-    if rc != 0:
-        raise RuntimeError("protoc failed")
+    for root, proto in ((proto_root, "idem/v1/idempotency.proto"),
+                        (TEST_PROTOS, "reflection_v1alpha/reflection.proto")):
+        rc = protoc.main(["protoc", f"-I{root}", f"--python_out={out_dir}",
+                          f"--grpc_python_out={out_dir}", os.path.join(root, proto)])
+        if rc != 0:
+            raise RuntimeError(f"protoc failed on {proto}")
     sys.path.insert(0, out_dir)
 
 
@@ -44,6 +48,7 @@ class PythonClientTest(unittest.TestCase):
             [os.environ["IDEM_TEST_IDEMD"], f"--listen={cls.address}", f"--postgres={url}"])
         channel = grpc.insecure_channel(cls.address)
         grpc.channel_ready_future(channel).result(timeout=15)
+        cls.channel = channel
         cls.stub = rpc.IdempotencyStub(channel)
 
     @classmethod
@@ -109,6 +114,14 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("scope", e.exception.details())
 
+    def test_server_reflection_lists_the_service(self):
+        stub = reflection_rpc.ServerReflectionStub(self.channel)
+        request = reflection_pb.ServerReflectionRequest(list_services="")
+        responses = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+        names = [s.name for s in responses[0].list_services_response.service]
+        self.assertIn("idem.v1.Idempotency", names)
+        self.assertIn("grpc.health.v1.Health", names)
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
@@ -118,4 +131,6 @@ if __name__ == "__main__":
     generate_stubs(ARGS.proto_root, stubs)
     from idem.v1 import idempotency_pb2 as pb  # noqa: E402
     from idem.v1 import idempotency_pb2_grpc as rpc  # noqa: E402
+    from reflection_v1alpha import reflection_pb2 as reflection_pb  # noqa: E402
+    from reflection_v1alpha import reflection_pb2_grpc as reflection_rpc  # noqa: E402
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
