@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "server/conninfo.h"
 #include "server/pg_errors.h"
 
 namespace idem {
@@ -21,6 +22,7 @@ PooledConnection::~PooledConnection() {
 }
 
 ConnectionPool::ConnectionPool(Options options) : options_(std::move(options)) {
+  conninfo_ = WithConnectionDefaults(options_.url);
   slots_.resize(options_.size);
   for (int i = options_.size - 1; i >= 0; --i) free_.push_back(i);
 }
@@ -46,7 +48,7 @@ absl::StatusOr<PooledConnection> ConnectionPool::Acquire(absl::Time deadline) {
   }
   if (connection == nullptr || !connection->is_open()) {
     try {
-      connection = std::make_unique<pqxx::connection>(options_.url);
+      connection = std::make_unique<pqxx::connection>(conninfo_);
       if (options_.on_connect) options_.on_connect(*connection);
     } catch (...) {
       const PqxxFailure failure = ClassifyPqxxException(std::current_exception());

@@ -2,10 +2,10 @@
 //
 // A connection is used by one thread at a time: Acquire() hands out a
 // PooledConnection that owns it until destroyed. Connections are opened
-// lazily, on the Acquire() that finds its slot empty, and replaced after
-// they are reported lost; when one is lost, every idle one is replaced too
-// (a database restart drops them all), so recovery costs one failed call,
-// not one per connection.
+// lazily (with the timeouts of conninfo.h), on the Acquire() that finds its
+// slot empty, and replaced after they are reported lost; when one is lost,
+// every idle one is replaced too (a database restart drops them all), so
+// recovery costs one failed call, not one per connection.
 //
 // Thread safety: safe for concurrent use. Every PooledConnection must be
 // destroyed before the pool.
@@ -87,6 +87,8 @@ class ConnectionPool {
 
   // Constant after construction.
   const Options options_;
+  // options_.url with timeouts and keepalives added (conninfo.h).
+  std::string conninfo_;
 
   mutable absl::Mutex mu_;
   // State below is protected by mu_.

@@ -4,11 +4,14 @@
 #include <cstring>
 #include <pthread.h>
 
+#include <thread>
+
 #include <glog/logging.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/flag_env.h"
 #include "server/server.h"
@@ -63,16 +66,25 @@ int main(int argc, char** argv) {
   options.startup_timeout = absl::GetFlag(FLAGS_startup_timeout);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
 
+  // One thread takes SIGINT/SIGTERM, during start-up as well as after.
+  absl::Notification stop;
+  std::thread signal_waiter([&signals, &stop] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    LOG(INFO) << "received " << strsignal(signal);
+    stop.Notify();
+  });
+  signal_waiter.detach();
+  options.cancel_startup = &stop;
+
   absl::StatusOr<std::unique_ptr<idem::Server>> server =
       idem::Server::BuildAndStart(options);
   if (!server.ok()) {
+    if (absl::IsCancelled(server.status())) return 0;
     LOG(ERROR) << "idemd cannot start: " << server.status();
     return 1;
   }
-
-  int signal = 0;
-  sigwait(&signals, &signal);
-  LOG(INFO) << "received " << strsignal(signal);
+  stop.WaitForNotification();
   (*server)->Shutdown();
   return 0;
 }

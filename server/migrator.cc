@@ -34,6 +34,16 @@ std::set<int> AppliedVersions(pqxx::connection& c) {
   return versions;
 }
 
+// idem stores text and jsonb that may hold any Unicode character.
+absl::Status CheckEncoding(pqxx::connection& c) {
+  const std::string encoding =
+      pqxx::nontransaction(c).exec("SHOW server_encoding")[0][0].c_str();
+  if (encoding == "UTF8") return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "idem needs a database with UTF8 encoding; this one is ", encoding,
+      ". Create one with: CREATE DATABASE idem ENCODING 'UTF8' TEMPLATE template0"));
+}
+
 template <typename Fn>
 auto Guard(Fn fn) -> decltype(fn()) {
   try {
@@ -51,6 +61,7 @@ Migrator::Migrator(std::string url, std::vector<Migration> migrations)
 absl::StatusOr<std::vector<int>> Migrator::Migrate() const {
   return Guard([&]() -> absl::StatusOr<std::vector<int>> {
     pqxx::connection c(url_);
+    if (absl::Status s = CheckEncoding(c); !s.ok()) return s;
     {
       pqxx::nontransaction tx(c);
       tx.exec_params("SELECT pg_advisory_lock($1)", kMigrationLockKey);
@@ -89,6 +100,11 @@ absl::StatusOr<SchemaState> Migrator::State() const {
 }
 
 absl::Status Migrator::CheckUpToDate() const {
+  absl::Status encoding = Guard([&]() -> absl::Status {
+    pqxx::connection c(url_);
+    return CheckEncoding(c);
+  });
+  if (!encoding.ok()) return encoding;
   absl::StatusOr<SchemaState> state = State();
   if (!state.ok()) return state.status();
   if (state->pending.empty()) return absl::OkStatus();

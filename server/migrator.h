@@ -34,13 +34,13 @@ class Migrator {
   Migrator(std::string url, std::vector<Migration> migrations);
 
   // Applies every pending migration; returns the versions applied (none when
-  // already up to date).
+  // already up to date). FAILED_PRECONDITION for a database not in UTF8.
   absl::StatusOr<std::vector<int>> Migrate() const;
 
   absl::StatusOr<SchemaState> State() const;
 
-  // OK when nothing is pending; FAILED_PRECONDITION saying how to migrate
-  // otherwise.
+  // OK when nothing is pending and the database is UTF8;
+  // FAILED_PRECONDITION saying what to do otherwise.
   absl::Status CheckUpToDate() const;
 
  private:

@@ -57,8 +57,9 @@ PqxxFailure ClassifyPqxxException(std::exception_ptr error) {
   } catch (const pqxx::sql_error& e) {
     return FromSqlState(e.sqlstate(), e.what());
   } catch (const std::exception& e) {
+    // A client-side error (a conversion, a misuse): the connection is fine.
     LOG(ERROR) << "database client error: " << e.what();
-    return {absl::InternalError("database client error"), true};
+    return {absl::InternalError("database client error"), false};
   } catch (...) {
     LOG(ERROR) << "unknown exception from the database client";
     return {absl::InternalError("database client error"), true};

@@ -46,13 +46,19 @@ std::string WithFallbackRow(const char* change_cte, const char* fallback_where) 
 }
 
 constexpr char kBeginStatement[] = "idem_begin";
+// Tokens: a takeover draws its token in DO UPDATE SET, which runs under the
+// row's lock, so the token order per key is the lock order. (A token drawn
+// in VALUES, before the lock, could be older than one another caller was
+// handed while this statement waited.) Lease ends use clock_timestamp(): a
+// statement that waited for the row's lock still grants a full lease.
 constexpr char kBeginCte[] = R"sql(
   INSERT INTO idempotency_keys AS k
     (scope, key, request_hash, status, lease_token, attempt,
      created_at, updated_at, locked_until, expires_at)
   VALUES ($1, $2, $3, 'in_progress', nextval('idempotency_lease_token_seq'), 1,
-          now(), now(), now() + $4::int8 * interval '1 microsecond',
-          now() + GREATEST($4::int8, $5::int8) * interval '1 microsecond')
+          now(), now(), clock_timestamp() + $4::int8 * interval '1 microsecond',
+          GREATEST(now() + $5::int8 * interval '1 microsecond',
+                   clock_timestamp() + $4::int8 * interval '1 microsecond'))
   ON CONFLICT (scope, key) DO UPDATE SET
     request_hash = EXCLUDED.request_hash,
     status = 'in_progress',
@@ -61,13 +67,15 @@ constexpr char kBeginCte[] = R"sql(
     response_metadata = '{}'::jsonb,
     error = '',
     retryable = false,
-    lease_token = EXCLUDED.lease_token,
+    lease_token = nextval('idempotency_lease_token_seq'),
     attempt = CASE WHEN k.expires_at <= now() THEN 1 ELSE k.attempt + 1 END,
     created_at = CASE WHEN k.expires_at <= now() THEN now() ELSE k.created_at END,
     updated_at = now(),
-    locked_until = EXCLUDED.locked_until,
-    expires_at = CASE WHEN k.expires_at <= now() THEN EXCLUDED.expires_at
-                      ELSE GREATEST(k.expires_at, EXCLUDED.locked_until) END
+    locked_until = clock_timestamp() + $4::int8 * interval '1 microsecond',
+    expires_at = GREATEST(
+        CASE WHEN k.expires_at <= now() THEN now() + $5::int8 * interval '1 microsecond'
+             ELSE k.expires_at END,
+        clock_timestamp() + $4::int8 * interval '1 microsecond')
   WHERE k.expires_at <= now()
      OR (k.request_hash = EXCLUDED.request_hash
          AND ((k.status = 'in_progress' AND k.locked_until <= now())
@@ -97,9 +105,9 @@ constexpr char kFailCte[] =
 constexpr char kExtendStatement[] = "idem_extend_lease";
 constexpr char kExtendCte[] =
     "UPDATE idempotency_keys k SET"
-    " locked_until = now() + $4::int8 * interval '1 microsecond',"
+    " locked_until = clock_timestamp() + $4::int8 * interval '1 microsecond',"
     " expires_at = GREATEST(k.expires_at,"
-    "                       now() + $4::int8 * interval '1 microsecond'),"
+    "     clock_timestamp() + $4::int8 * interval '1 microsecond'),"
     " updated_at = now()"
     IDEM_OWNER_WHERE;
 #undef IDEM_OWNER_WHERE

@@ -18,8 +18,14 @@ namespace idem {
 
 namespace {
 
-// Request metadata and framing beyond the stored response itself.
-constexpr int kMessageOverheadBytes = 2 << 20;
+// Requests may exceed --max_response_bytes by this much before gRPC itself
+// refuses them (RESOURCE_EXHAUSTED); up to there, validation answers
+// INVALID_ARGUMENT naming the field.
+constexpr int64_t kReceiveSlackBytes = 16 << 20;
+
+// Connections beyond the workers': one for the sweeper, one for health
+// checks, so neither waits behind request traffic.
+constexpr int kBackgroundConnections = 2;
 
 // Waits for the database, then for an up-to-date schema.
 absl::Status AwaitSchema(const Server::Options& options) {
@@ -34,7 +40,12 @@ absl::Status AwaitSchema(const Server::Options& options) {
           ": ", status.message()));
     }
     LOG(WARNING) << "waiting for PostgreSQL: " << status;
-    absl::SleepFor(absl::Seconds(1));
+    if (options.cancel_startup == nullptr) {
+      absl::SleepFor(absl::Seconds(1));
+    } else if (options.cancel_startup->WaitForNotificationWithTimeout(
+                   absl::Seconds(1))) {
+      return absl::CancelledError("start-up cancelled while waiting for PostgreSQL");
+    }
   }
 }
 
@@ -42,7 +53,8 @@ absl::Status AwaitSchema(const Server::Options& options) {
 
 Server::Server(const Options& options)
     : options_(options),
-      store_(PostgresStore::Options{options.postgres_url, options.pool_size,
+      store_(PostgresStore::Options{options.postgres_url,
+                                    options.pool_size + kBackgroundConnections,
                                     options.statement_timeout}),
       service_(&store_, RequestLimits{options.max_response_bytes}),
       workers_(options.pool_size, options.max_queued_calls),
@@ -91,7 +103,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
                            &server->port_);
   builder.RegisterService(&server->grpc_service_);
   const int64_t max_message = std::min<int64_t>(
-      options.max_response_bytes + kMessageOverheadBytes, INT32_MAX);
+      options.max_response_bytes + kReceiveSlackBytes, INT32_MAX);
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_message));
   builder.SetMaxSendMessageSize(static_cast<int>(max_message));
   server->grpc_server_ = builder.BuildAndStart();

@@ -22,6 +22,7 @@
 #include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/grpc_service.h"
 #include "server/health_monitor.h"
@@ -38,7 +39,8 @@ class Server {
     // host:port; port 0 picks a free port (see port()).
     std::string listen = "127.0.0.1:50051";
     std::string postgres_url;
-    // Connections, and store calls running at once.
+    // Store calls running at once (worker threads), and their database
+    // connections; the sweeper and health checks have two more.
     int pool_size = 8;
     // Calls waiting for a worker beyond which RESOURCE_EXHAUSTED is answered.
     int max_queued_calls = 4096;
@@ -51,6 +53,8 @@ class Server {
     absl::Duration startup_timeout = absl::Seconds(30);
     // How long Shutdown() lets in-flight calls finish.
     absl::Duration shutdown_grace = absl::Seconds(10);
+    // When notified, start-up stops waiting for PostgreSQL (CANCELLED).
+    const absl::Notification* cancel_startup = nullptr;
   };
 
   // Checks the options (INVALID_ARGUMENT naming the flag) and the schema

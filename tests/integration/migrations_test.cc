@@ -1,4 +1,6 @@
 // idemctl's migrations and idemd's schema check, on fresh databases.
+#include <unistd.h>
+
 #include <thread>
 #include <vector>
 
@@ -86,6 +88,22 @@ TEST(MigrationsTest, IdemdRefusesToStartOnABehindSchema) {
   absl::StatusOr<std::unique_ptr<Server>> started =
       Server::BuildAndStart(testenv::TestServerOptions(url));
   EXPECT_TRUE(started.ok()) << started.status();
+}
+
+TEST(MigrationsTest, NonUtf8DatabaseIsRefusedWithAClearMessage) {
+  const std::string name = "idem_latin1_" + std::to_string(::getpid());
+  {
+    pqxx::connection c(testenv::DatabaseUrl("postgres"));
+    pqxx::nontransaction tx(c);
+    tx.exec("DROP DATABASE IF EXISTS " + name);
+    tx.exec("CREATE DATABASE " + name +
+            " ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+  }
+  const Migrator migrator(testenv::DatabaseUrl(name), EmbeddedMigrations());
+  absl::StatusOr<std::vector<int>> r = migrator.Migrate();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("UTF8"), absl::string_view::npos) << r.status();
+  EXPECT_EQ(migrator.CheckUpToDate().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(MigrationsTest, UnreachableDatabaseIsUnavailable) {

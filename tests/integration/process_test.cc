@@ -2,6 +2,7 @@
 // and PostgreSQL restarting underneath. Runs alone (RUN_SERIAL): it stops
 // the test cluster.
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -15,6 +16,8 @@
 #include "absl/time/clock.h"
 #include "tests/integration/idemd_process.h"
 #include "tests/integration/test_env.h"
+
+extern char** environ;
 
 namespace idem {
 namespace {
@@ -109,6 +112,27 @@ TEST(ProcessTest, SigtermDrainsInFlightCallsThenExitsCleanly) {
   ASSERT_TRUE(in_flight.ok()) << "an in-flight call was cut off: " << in_flight.status();
   EXPECT_EQ(in_flight->outcome(), BeginResponse::IN_PROGRESS);
   const int status = idemd.Wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+TEST(ProcessTest, SigtermDuringStartupExitsPromptly) {
+  // PostgreSQL is unreachable at this URL: idemd waits for it at start-up.
+  std::string idemd = testenv::IdemdPath();
+  std::vector<std::string> args = {
+      idemd, "--listen=127.0.0.1:" + std::to_string(testenv::PickFreePort()),
+      "--postgres=postgresql:///x?host=/nonexistent-socket-dir&user=postgres",
+      "--startup_timeout=60s"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  absl::SleepFor(absl::Milliseconds(1500));
+  const absl::Time sent = absl::Now();
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(3));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 

@@ -110,7 +110,10 @@ TEST_F(ServerTest, UnknownKeyIsAcquiredWithALease) {
   EXPECT_EQ(rec.scope(), scope_);
   EXPECT_EQ(rec.key(), "k");
   EXPECT_EQ(rec.request_hash(), Client::RequestHash("request"));
-  EXPECT_EQ(T(rec.locked_until()) - T(rec.created_at()), absl::Seconds(7));
+  // The lease is counted from when the row was locked (clock_timestamp()),
+  // a hair after created_at (now()).
+  EXPECT_GE(T(rec.locked_until()) - T(rec.created_at()), absl::Seconds(7));
+  EXPECT_LT(T(rec.locked_until()) - T(rec.created_at()), absl::Seconds(8));
   EXPECT_EQ(T(rec.expires_at()) - T(rec.created_at()), absl::Hours(2));
   EXPECT_LT(absl::AbsDuration(T(rec.created_at()) - absl::Now()), absl::Seconds(30));
 }
@@ -118,7 +121,8 @@ TEST_F(ServerTest, UnknownKeyIsAcquiredWithALease) {
 TEST_F(ServerTest, DefaultLeaseIs30sAndRetention24h) {
   absl::StatusOr<BeginResponse> r = Begin("k");
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(T(r->record().locked_until()) - T(r->record().created_at()), absl::Seconds(30));
+  EXPECT_GE(T(r->record().locked_until()) - T(r->record().created_at()), absl::Seconds(30));
+  EXPECT_LT(T(r->record().locked_until()) - T(r->record().created_at()), absl::Seconds(31));
   EXPECT_EQ(T(r->record().expires_at()) - T(r->record().created_at()), absl::Hours(24));
 }
 
@@ -370,6 +374,10 @@ TEST_F(ServerTest, BadInputIsInvalidArgumentNamingTheField) {
   absl::StatusOr<Record> r = client().Complete(big);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("max_response_bytes"), absl::string_view::npos);
+  // Far over the limit (but within gRPC's receive cap) is still
+  // INVALID_ARGUMENT naming the field, not a transport error.
+  absl::StatusOr<Record> huge = client().Complete(CompleteRequest("k", t, std::string(3 << 20, 'x')));
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kInvalidArgument) << huge.status();
   EXPECT_EQ(client().Complete(CompleteRequest("k", 0)).status().code(),
             absl::StatusCode::kInvalidArgument);
   // Nothing was stored by the refused calls.
