@@ -97,6 +97,13 @@ absl::StatusOr<idem::v1::Record> Client::ExtendLease(
   return std::move(*response.mutable_record());
 }
 
+absl::StatusOr<idem::v1::BatchBeginResponse> Client::BatchBegin(
+    const idem::v1::BatchBeginRequest& request) {
+  idem::v1::BatchBeginResponse response;
+  IDEM_CLIENT_CALL(BatchBegin, request, response);
+  return response;
+}
+
 #undef IDEM_CLIENT_CALL
 
 }  // namespace idem

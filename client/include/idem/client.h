@@ -36,6 +36,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "idem/run_once.h"
 #include "idem/v1/idempotency.grpc.pb.h"
 
 namespace idem {
@@ -74,6 +75,16 @@ class Client {
                                        absl::string_view key);
   absl::StatusOr<idem::v1::Record> ExtendLease(
       const idem::v1::ExtendLeaseRequest& request);
+  absl::StatusOr<idem::v1::BatchBeginResponse> BatchBegin(
+      const idem::v1::BatchBeginRequest& request);
+
+  // Runs `work` at most once for (scope, key) however often it is called:
+  // see run_once.h.
+  absl::StatusOr<RunOnceResult> RunOnce(absl::string_view scope,
+                                        absl::string_view key,
+                                        absl::string_view request_bytes,
+                                        const Work& work,
+                                        const RunOnceOptions& options = {});
 
  private:
   std::unique_ptr<idem::v1::Idempotency::Stub> stub_;
