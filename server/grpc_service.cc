@@ -60,6 +60,13 @@ grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* contex
   return Dispatch(context, request, response, &IdempotencyService::Begin);
 }
 
+grpc::ServerUnaryReactor* GrpcService::BatchBegin(
+    grpc::CallbackServerContext* context,
+    const idem::v1::BatchBeginRequest* request,
+    idem::v1::BatchBeginResponse* response) {
+  return Dispatch(context, request, response, &IdempotencyService::BatchBegin);
+}
+
 grpc::ServerUnaryReactor* GrpcService::Complete(
     grpc::CallbackServerContext* context, const idem::v1::CompleteRequest* request,
     idem::v1::CompleteResponse* response) {

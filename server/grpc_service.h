@@ -24,6 +24,10 @@ class GrpcService final : public idem::v1::Idempotency::CallbackService {
   grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext* context,
                                   const idem::v1::BeginRequest* request,
                                   idem::v1::BeginResponse* response) override;
+  grpc::ServerUnaryReactor* BatchBegin(
+      grpc::CallbackServerContext* context,
+      const idem::v1::BatchBeginRequest* request,
+      idem::v1::BatchBeginResponse* response) override;
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
                                      const idem::v1::CompleteRequest* request,
                                      idem::v1::CompleteResponse* response) override;

@@ -12,10 +12,28 @@ using idem::v1::Record;
 
 namespace {
 
-// A live lease's token is the holder's authority to Complete or Fail: it is
-// shown only to the holder (the ACQUIRED Begin and the holder's own writes).
+// A live lease's token (and its owner id, which re-enters it) is the
+// holder's authority to Complete or Fail: it is shown only to the holder
+// (the ACQUIRED Begin and the holder's own writes).
 void HideLiveLeaseToken(Record* record) {
-  if (record->status() == Record::IN_PROGRESS) record->clear_lease_token();
+  if (record->status() == Record::IN_PROGRESS) {
+    record->clear_lease_token();
+    record->clear_owner();
+  }
+}
+
+void FillBeginResponse(BeginResult result, BeginResponse* response) {
+  response->set_outcome(result.outcome);
+  if (result.outcome == BeginResponse::ACQUIRED) {
+    response->set_lease_token(result.record.lease_token());
+  } else {
+    HideLiveLeaseToken(&result.record);
+  }
+  if (result.outcome == BeginResponse::IN_PROGRESS) {
+    *response->mutable_retry_after() =
+        ToProtoDuration(std::max(result.retry_after, absl::ZeroDuration()));
+  }
+  *response->mutable_record() = std::move(result.record);
 }
 
 // Stores `record` into the response's record field.
@@ -37,17 +55,26 @@ absl::Status IdempotencyService::Begin(const idem::v1::BeginRequest& request,
                                        BeginResponse* response) {
   IDEM_ASSIGN_OR_RETURN(const BeginParams params, ValidateBegin(request));
   IDEM_ASSIGN_OR_RETURN(BeginResult result, store_->Begin(params, deadline));
-  response->set_outcome(result.outcome);
-  if (result.outcome == BeginResponse::ACQUIRED) {
-    response->set_lease_token(result.record.lease_token());
-  } else {
-    HideLiveLeaseToken(&result.record);
+  FillBeginResponse(std::move(result), response);
+  return absl::OkStatus();
+}
+
+absl::Status IdempotencyService::BatchBegin(
+    const idem::v1::BatchBeginRequest& request, absl::Time deadline,
+    idem::v1::BatchBeginResponse* response) {
+  IDEM_ASSIGN_OR_RETURN(const std::vector<BeginParams> params,
+                        ValidateBatchBegin(request));
+  IDEM_ASSIGN_OR_RETURN(std::vector<absl::StatusOr<BeginResult>> results,
+                        store_->BatchBegin(params, deadline));
+  for (absl::StatusOr<BeginResult>& result : results) {
+    idem::v1::BatchBeginResult* out = response->add_results();
+    if (result.ok()) {
+      FillBeginResponse(*std::move(result), out->mutable_response());
+    } else {
+      out->set_code(static_cast<int32_t>(result.status().code()));
+      out->set_message(std::string(result.status().message()));
+    }
   }
-  if (result.outcome == BeginResponse::IN_PROGRESS) {
-    *response->mutable_retry_after() =
-        ToProtoDuration(std::max(result.retry_after, absl::ZeroDuration()));
-  }
-  *response->mutable_record() = std::move(result.record);
   return absl::OkStatus();
 }
 

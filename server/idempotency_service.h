@@ -31,6 +31,9 @@ class IdempotencyService {
 
   absl::Status Begin(const idem::v1::BeginRequest& request, absl::Time deadline,
                      idem::v1::BeginResponse* response);
+  absl::Status BatchBegin(const idem::v1::BatchBeginRequest& request,
+                          absl::Time deadline,
+                          idem::v1::BatchBeginResponse* response);
   absl::Status Complete(const idem::v1::CompleteRequest& request,
                         absl::Time deadline, idem::v1::CompleteResponse* response);
   absl::Status Fail(const idem::v1::FailRequest& request, absl::Time deadline,

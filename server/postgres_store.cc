@@ -7,6 +7,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <pqxx/pqxx>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "server/pg_errors.h"
 #include "server/proto_time.h"
@@ -33,7 +35,8 @@ constexpr char kColumns[] = R"sql(
   (extract(epoch FROM k.updated_at) * 1000000)::int8,
   (extract(epoch FROM k.locked_until) * 1000000)::int8,
   (extract(epoch FROM k.expires_at) * 1000000)::int8,
-  (extract(epoch FROM now()) * 1000000)::int8)sql";
+  (extract(epoch FROM now()) * 1000000)::int8,
+  k.owner)sql";
 
 // The row returned by `changed` when the change applied, else the live row
 // (or none).
@@ -45,20 +48,36 @@ std::string WithFallbackRow(const char* change_cte, const char* fallback_where) 
                       " AND NOT EXISTS (SELECT 1 FROM changed)");
 }
 
-constexpr char kBeginStatement[] = "idem_begin";
+// Begin, for one key or many: $1..$6 are parallel arrays (scopes, keys,
+// request hashes in hex, lease and retention in microseconds, owners), so
+// one prepared statement and one round trip serve Begin and BatchBegin.
+//
 // Tokens: a takeover draws its token in DO UPDATE SET, which runs under the
 // row's lock, so the token order per key is the lock order. (A token drawn
-// in VALUES, before the lock, could be older than one another caller was
-// handed while this statement waited.) Lease ends use clock_timestamp(): a
-// statement that waited for the row's lock still grants a full lease.
-constexpr char kBeginCte[] = R"sql(
+// before the lock could be older than one another caller was handed while
+// this statement waited.) Lease ends use clock_timestamp(): a statement that
+// waited for the row's lock still grants a full lease.
+constexpr char kBeginStatement[] = "idem_begin";
+constexpr char kNewLeaseEnd[] =
+    "clock_timestamp() + (SELECT i.lease_us FROM input i"
+    " WHERE i.scope = k.scope AND i.key = k.key) * interval '1 microsecond'";
+std::string BeginSql() {
+  return absl::StrCat(R"sql(
+WITH input AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[],
+                       $5::int8[], $6::text[])
+    AS i(scope, key, hash_hex, lease_us, retention_us, owner)),
+changed AS (
   INSERT INTO idempotency_keys AS k
     (scope, key, request_hash, status, lease_token, attempt,
-     created_at, updated_at, locked_until, expires_at)
-  VALUES ($1, $2, $3, 'in_progress', nextval('idempotency_lease_token_seq'), 1,
-          now(), now(), clock_timestamp() + $4::int8 * interval '1 microsecond',
-          GREATEST(now() + $5::int8 * interval '1 microsecond',
-                   clock_timestamp() + $4::int8 * interval '1 microsecond'))
+     created_at, updated_at, locked_until, expires_at, owner)
+  SELECT i.scope, i.key, decode(i.hash_hex, 'hex'), 'in_progress',
+         nextval('idempotency_lease_token_seq'), 1, now(), now(),
+         clock_timestamp() + i.lease_us * interval '1 microsecond',
+         GREATEST(now() + i.retention_us * interval '1 microsecond',
+                  clock_timestamp() + i.lease_us * interval '1 microsecond'),
+         i.owner
+  FROM input i
   ON CONFLICT (scope, key) DO UPDATE SET
     request_hash = EXCLUDED.request_hash,
     status = 'in_progress',
@@ -71,16 +90,23 @@ constexpr char kBeginCte[] = R"sql(
     attempt = CASE WHEN k.expires_at <= now() THEN 1 ELSE k.attempt + 1 END,
     created_at = CASE WHEN k.expires_at <= now() THEN now() ELSE k.created_at END,
     updated_at = now(),
-    locked_until = clock_timestamp() + $4::int8 * interval '1 microsecond',
+    locked_until = )sql", kNewLeaseEnd, R"sql(,
     expires_at = GREATEST(
-        CASE WHEN k.expires_at <= now() THEN now() + $5::int8 * interval '1 microsecond'
+        CASE WHEN k.expires_at <= now() THEN EXCLUDED.expires_at
              ELSE k.expires_at END,
-        clock_timestamp() + $4::int8 * interval '1 microsecond')
+        )sql", kNewLeaseEnd, R"sql(),
+    owner = EXCLUDED.owner
   WHERE k.expires_at <= now()
      OR (k.request_hash = EXCLUDED.request_hash
          AND ((k.status = 'in_progress' AND k.locked_until <= now())
               OR (k.status = 'failed' AND k.retryable)))
-)sql";
+  RETURNING k.*)
+SELECT true,)sql", kColumns, R"sql( FROM changed k
+UNION ALL
+SELECT false,)sql", kColumns, R"sql(
+FROM idempotency_keys k JOIN input i ON k.scope = i.scope AND k.key = i.key
+WHERE NOT EXISTS (SELECT 1 FROM changed c WHERE c.scope = k.scope AND c.key = k.key))sql");
+}
 
 // Owner-only updates: the current token, still in progress, not expired.
 #define IDEM_OWNER_WHERE                                               \
@@ -127,7 +153,7 @@ constexpr char kDeleteExpiredSql[] = R"sql(
 void PrepareStatements(pqxx::connection& c, absl::Duration statement_timeout) {
   c.set_variable("statement_timeout",
                  std::to_string(absl::ToInt64Milliseconds(statement_timeout)));
-  c.prepare(kBeginStatement, WithFallbackRow(kBeginCte, "true"));
+  c.prepare(kBeginStatement, BeginSql());
   c.prepare(kCompleteStatement,
             WithFallbackRow(kCompleteCte, "k.expires_at > now()"));
   c.prepare(kFailStatement, WithFallbackRow(kFailCte, "k.expires_at > now()"));
@@ -158,9 +184,7 @@ void SetTimestampColumn(const pqxx::field& f, MutableTimestamp mutable_timestamp
   if (!f.is_null()) SetTimestampFromUnixMicros(f.as<int64_t>(), mutable_timestamp());
 }
 
-std::optional<StatementRow> FirstRow(const pqxx::result& result) {
-  if (result.empty()) return std::nullopt;
-  const pqxx::row row = result[0];
+StatementRow ParseRow(const pqxx::row& row) {
   StatementRow out;
   Record& r = out.record;
   out.changed = row[0].as<bool>();
@@ -183,6 +207,28 @@ std::optional<StatementRow> FirstRow(const pqxx::result& result) {
   SetTimestampColumn(row[14], [&r] { return r.mutable_locked_until(); });
   SetTimestampColumn(row[15], [&r] { return r.mutable_expires_at(); });
   out.db_now = absl::FromUnixMicros(row[16].as<int64_t>());
+  r.set_owner(row[17].c_str());
+  return out;
+}
+
+std::optional<StatementRow> FirstRow(const pqxx::result& result) {
+  if (result.empty()) return std::nullopt;
+  return ParseRow(result[0]);
+}
+
+// A PostgreSQL array literal of quoted elements (any text without NUL).
+std::string ArrayLiteral(const std::vector<std::string>& elements) {
+  std::string out = "{";
+  for (size_t i = 0; i < elements.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : elements[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
   return out;
 }
 
@@ -258,47 +304,76 @@ PostgresStore::PostgresStore(Options options)
             PrepareStatements(c, timeout);
           }}) {}
 
-absl::StatusOr<BeginResult> PostgresStore::Begin(const BeginParams& params,
-                                                 absl::Time deadline) {
-  const std::string scope(params.scope), key(params.key);
-  const pqxx::binarystring hash(params.request_hash.data(),
-                                params.request_hash.size());
+absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> PostgresStore::BatchBegin(
+    absl::Span<const BeginParams> params, absl::Time deadline) {
+  std::vector<absl::StatusOr<BeginResult>> results(
+      params.size(), BeginDecisionStatus(BeginDecision::kStale));
+  std::vector<size_t> pending(params.size());
+  for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   return WithConnection(
-      pool_, deadline, [&](pqxx::connection& c) -> absl::StatusOr<BeginResult> {
-        BeginDecision decision = BeginDecision::kStale;
-        for (int i = 0; i < kMaxStatementTries; ++i) {
-          pqxx::nontransaction tx(c);
-          std::optional<StatementRow> row = FirstRow(
-              tx.exec_prepared(kBeginStatement, scope, key, hash,
-                               Micros(params.lease_ttl), Micros(params.retention)));
-          decision = DecideBegin(row && row->changed, row ? &row->record : nullptr,
-                                 params.request_hash,
-                                 row ? row->db_now : absl::InfinitePast());
-          BeginResult result;
-          switch (decision) {
-            case BeginDecision::kAcquired:
-              result.outcome = BeginResponse::ACQUIRED;
-              break;
-            case BeginDecision::kInProgress:
-              result.outcome = BeginResponse::IN_PROGRESS;
-              result.retry_after =
-                  FromProtoTimestamp(row->record.locked_until()) - row->db_now;
-              break;
-            case BeginDecision::kCompleted:
-              result.outcome = BeginResponse::COMPLETED;
-              break;
-            case BeginDecision::kFailed:
-              result.outcome = BeginResponse::FAILED;
-              break;
-            case BeginDecision::kStale:
-              continue;
-            case BeginDecision::kRequestMismatch:
-              return BeginDecisionStatus(decision);
+      pool_, deadline,
+      [&](pqxx::connection& c) -> absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> {
+        // Keys whose snapshot was stale run again, alone, in the next try.
+        for (int t = 0; t < kMaxStatementTries && !pending.empty(); ++t) {
+          std::vector<std::string> scopes, keys, hashes, leases, retentions, owners;
+          for (size_t i : pending) {
+            const BeginParams& p = params[i];
+            scopes.emplace_back(p.scope);
+            keys.emplace_back(p.key);
+            hashes.push_back(absl::BytesToHexString(p.request_hash));
+            leases.push_back(absl::StrCat(Micros(p.lease_ttl)));
+            retentions.push_back(absl::StrCat(Micros(p.retention)));
+            owners.emplace_back(p.owner);
           }
-          result.record = std::move(row->record);
-          return result;
+          pqxx::nontransaction tx(c);
+          const pqxx::result result = tx.exec_prepared(
+              kBeginStatement, ArrayLiteral(scopes), ArrayLiteral(keys),
+              ArrayLiteral(hashes), ArrayLiteral(leases), ArrayLiteral(retentions),
+              ArrayLiteral(owners));
+          absl::flat_hash_map<std::pair<std::string, std::string>, StatementRow> rows;
+          for (const pqxx::row& row : result) {
+            StatementRow parsed = ParseRow(row);
+            std::pair<std::string, std::string> id(parsed.record.scope(),
+                                                   parsed.record.key());
+            rows.emplace(std::move(id), std::move(parsed));
+          }
+          std::vector<size_t> stale;
+          for (size_t i : pending) {
+            const BeginParams& p = params[i];
+            auto it = rows.find(std::make_pair(std::string(p.scope), std::string(p.key)));
+            StatementRow* row = it == rows.end() ? nullptr : &it->second;
+            const BeginDecision decision = DecideBegin(
+                row != nullptr && row->changed, row ? &row->record : nullptr,
+                p.request_hash, p.owner, row ? row->db_now : absl::InfinitePast());
+            BeginResult result;
+            switch (decision) {
+              case BeginDecision::kAcquired:
+                result.outcome = BeginResponse::ACQUIRED;
+                break;
+              case BeginDecision::kInProgress:
+                result.outcome = BeginResponse::IN_PROGRESS;
+                result.retry_after =
+                    FromProtoTimestamp(row->record.locked_until()) - row->db_now;
+                break;
+              case BeginDecision::kCompleted:
+                result.outcome = BeginResponse::COMPLETED;
+                break;
+              case BeginDecision::kFailed:
+                result.outcome = BeginResponse::FAILED;
+                break;
+              case BeginDecision::kStale:
+                stale.push_back(i);
+                continue;
+              case BeginDecision::kRequestMismatch:
+                results[i] = BeginDecisionStatus(decision);
+                continue;
+            }
+            result.record = std::move(row->record);
+            results[i] = std::move(result);
+          }
+          pending = std::move(stale);
         }
-        return BeginDecisionStatus(decision);
+        return std::move(results);
       });
 }
 

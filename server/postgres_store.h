@@ -34,8 +34,8 @@ class PostgresStore final : public IdempotencyStore {
   PostgresStore(const PostgresStore&) = delete;
   PostgresStore& operator=(const PostgresStore&) = delete;
 
-  absl::StatusOr<BeginResult> Begin(const BeginParams& params,
-                                    absl::Time deadline) override;
+  absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> BatchBegin(
+      absl::Span<const BeginParams> params, absl::Time deadline) override;
   absl::StatusOr<idem::v1::Record> Complete(
       const idem::v1::CompleteRequest& request, absl::Time deadline) override;
   absl::StatusOr<idem::v1::Record> Fail(const idem::v1::FailRequest& request,

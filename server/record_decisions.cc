@@ -8,7 +8,8 @@ namespace idem {
 using idem::v1::Record;
 
 BeginDecision DecideBegin(bool acquired, const Record* row,
-                          absl::string_view request_hash, absl::Time db_now) {
+                          absl::string_view request_hash, absl::string_view owner,
+                          absl::Time db_now) {
   if (row == nullptr) return BeginDecision::kStale;
   if (acquired) return BeginDecision::kAcquired;
   // An expired record is acquirable by anyone: the statement should have.
@@ -24,9 +25,11 @@ BeginDecision DecideBegin(bool acquired, const Record* row,
     case Record::FAILED:
       return row->retryable() ? BeginDecision::kStale : BeginDecision::kFailed;
     case Record::IN_PROGRESS:
-      return FromProtoTimestamp(row->locked_until()) > db_now
-                 ? BeginDecision::kInProgress
-                 : BeginDecision::kStale;
+      if (FromProtoTimestamp(row->locked_until()) <= db_now) {
+        return BeginDecision::kStale;
+      }
+      return !owner.empty() && row->owner() == owner ? BeginDecision::kAcquired
+                                                     : BeginDecision::kInProgress;
     default:
       return BeginDecision::kStale;
   }

@@ -30,9 +30,11 @@ enum class BeginDecision {
 };
 
 // `acquired`: the statement's insert-or-take-over applied. `row`: the
-// record it returned, or nullptr when it returned none.
+// record it returned, or nullptr when it returned none. A live lease whose
+// owner is the caller's (non-empty) `owner` is kAcquired again: re-entry.
 BeginDecision DecideBegin(bool acquired, const idem::v1::Record* row,
-                          absl::string_view request_hash, absl::Time db_now);
+                          absl::string_view request_hash, absl::string_view owner,
+                          absl::Time db_now);
 
 enum class WriteKind { kComplete, kFail, kExtendLease };
 

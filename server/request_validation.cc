@@ -1,5 +1,6 @@
 #include "server/request_validation.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "server/proto_time.h"
 #include "server/status_macros.h"
@@ -169,13 +170,39 @@ bool IsStorableText(absl::string_view text) {
   return true;
 }
 
+namespace {
+
+absl::Status ValidateOwner(absl::string_view owner) {
+  if (owner.size() > kMaxOwnerBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("owner must be at most ", kMaxOwnerBytes, " bytes"));
+  }
+  for (unsigned char c : owner) {
+    if (c < 0x21 || c > 0x7E) {
+      return absl::InvalidArgumentError(
+          "owner may hold only printable ASCII (0x21-0x7E)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<BeginParams> ValidateBegin(const idem::v1::BeginRequest& request) {
   IDEM_RETURN_IF_ERROR(ValidateScopeAndKey(request.scope(), request.key()));
   IDEM_RETURN_IF_ERROR(ValidateRequestHash(request.request_hash()));
+  IDEM_RETURN_IF_ERROR(ValidateOwner(request.owner()));
+  if (request.has_wait()) {
+    IDEM_RETURN_IF_ERROR(ResolveDuration("wait", &request.wait(),
+                                         absl::ZeroDuration(),
+                                         absl::ZeroDuration(), kMaxWait)
+                             .status());
+  }
   BeginParams params;
   params.scope = request.scope();
   params.key = request.key();
   params.request_hash = request.request_hash();
+  params.owner = request.owner();
   IDEM_ASSIGN_OR_RETURN(
       params.lease_ttl,
       ResolveDuration("lease_ttl",
@@ -186,6 +213,43 @@ absl::StatusOr<BeginParams> ValidateBegin(const idem::v1::BeginRequest& request)
       ResolveDuration("retention",
                       request.has_retention() ? &request.retention() : nullptr,
                       kDefaultRetention, kMinRetention, kMaxRetention));
+  return params;
+}
+
+absl::Duration RequestedWait(const idem::v1::BeginRequest& request) {
+  return request.has_wait() ? FromProtoDuration(request.wait())
+                            : absl::ZeroDuration();
+}
+
+absl::StatusOr<std::vector<BeginParams>> ValidateBatchBegin(
+    const idem::v1::BatchBeginRequest& request) {
+  const int n = request.requests_size();
+  if (n == 0 || n > kMaxBatchBeginRequests) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "requests must hold 1 to ", kMaxBatchBeginRequests, " requests, not ", n));
+  }
+  std::vector<BeginParams> params;
+  params.reserve(n);
+  absl::flat_hash_map<std::pair<absl::string_view, absl::string_view>, int> seen;
+  for (int i = 0; i < n; ++i) {
+    const idem::v1::BeginRequest& r = request.requests(i);
+    absl::StatusOr<BeginParams> p = ValidateBegin(r);
+    if (!p.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("requests[", i, "]: ", p.status().message()));
+    }
+    if (r.has_wait() && RequestedWait(r) != absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "requests[", i, "]: wait is not supported in BatchBegin"));
+    }
+    auto [it, inserted] = seen.emplace(std::make_pair(p->scope, p->key), i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("requests[", i, "] repeats the scope and key of requests[",
+                       it->second, "]"));
+    }
+    params.push_back(*p);
+  }
   return params;
 }
 

@@ -7,6 +7,7 @@
 #define IDEM_SERVER_REQUEST_VALIDATION_H_
 
 #include <cstdint>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -29,6 +30,8 @@ inline constexpr int kMaxMetadataEntries = 64;
 inline constexpr int kMaxMetadataKeyBytes = 256;
 inline constexpr int kMaxMetadataValueBytes = 16 * 1024;
 inline constexpr int kMaxErrorBytes = 64 * 1024;
+inline constexpr int kMaxOwnerBytes = 128;
+inline constexpr int kMaxBatchBeginRequests = 500;
 
 inline constexpr absl::Duration kDefaultLeaseTtl = absl::Seconds(30);
 inline constexpr absl::Duration kMinLeaseTtl = absl::Seconds(1);
@@ -36,6 +39,7 @@ inline constexpr absl::Duration kMaxLeaseTtl = absl::Hours(1);
 inline constexpr absl::Duration kDefaultRetention = absl::Hours(24);
 inline constexpr absl::Duration kMinRetention = absl::Seconds(1);
 inline constexpr absl::Duration kMaxRetention = absl::Hours(24 * 30);
+inline constexpr absl::Duration kMaxWait = absl::Seconds(60);
 
 absl::Status ValidateScope(absl::string_view scope);
 absl::Status ValidateKey(absl::string_view key);
@@ -52,6 +56,13 @@ bool IsStorableText(absl::string_view text);
 
 // Whole-request validation. The returned params point into `request`.
 absl::StatusOr<BeginParams> ValidateBegin(const idem::v1::BeginRequest& request);
+// BeginRequest.wait, resolved (zero when unset); for a request that passed
+// ValidateBegin.
+absl::Duration RequestedWait(const idem::v1::BeginRequest& request);
+// Every request as ValidateBegin (messages name requests[i]), none with a
+// wait, no scope and key twice, at most kMaxBatchBeginRequests.
+absl::StatusOr<std::vector<BeginParams>> ValidateBatchBegin(
+    const idem::v1::BatchBeginRequest& request);
 absl::Status ValidateComplete(const idem::v1::CompleteRequest& request,
                               const RequestLimits& limits);
 absl::Status ValidateFail(const idem::v1::FailRequest& request,

@@ -25,11 +25,14 @@
 #define IDEM_SERVER_STORE_H_
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "idem/v1/idempotency.pb.h"
 
 namespace idem {
@@ -40,6 +43,8 @@ struct BeginParams {
   absl::string_view request_hash;
   absl::Duration lease_ttl;
   absl::Duration retention;
+  // May be empty; see BeginRequest.owner.
+  absl::string_view owner;
 };
 
 struct BeginResult {
@@ -61,10 +66,21 @@ class IdempotencyStore {
  public:
   virtual ~IdempotencyStore() = default;
 
-  // Acquires the key (new, expired, lease run out, or released by a
-  // retryable Fail), or reports its state.
-  virtual absl::StatusOr<BeginResult> Begin(const BeginParams& params,
-                                            absl::Time deadline) = 0;
+  // Begins every key of `params` (no two with the same scope and key) in
+  // one operation: acquires it (new, expired, lease run out, released by a
+  // retryable Fail, or re-entered by the live lease's owner), or reports its
+  // state. The outer status is the whole batch's (UNAVAILABLE, ...); each
+  // inner one is its key's (FAILED_PRECONDITION for a request mismatch).
+  virtual absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> BatchBegin(
+      absl::Span<const BeginParams> params, absl::Time deadline) = 0;
+
+  // One key: BatchBegin of one.
+  absl::StatusOr<BeginResult> Begin(const BeginParams& params,
+                                    absl::Time deadline) {
+    auto results = BatchBegin(absl::MakeConstSpan(&params, 1), deadline);
+    if (!results.ok()) return results.status();
+    return std::move(results->front());
+  }
 
   // Stores the result if request.lease_token is the current lease.
   virtual absl::StatusOr<idem::v1::Record> Complete(

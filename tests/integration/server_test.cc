@@ -1,5 +1,6 @@
 // The contract (proto/idem/v1/idempotency.proto), rule by rule, through gRPC
 // against an in-process idemd on the test PostgreSQL.
+#include <set>
 #include <string>
 
 #include <grpcpp/create_channel.h>
@@ -401,6 +402,156 @@ TEST_F(ServerTest, ClientDeadlineBoundsACallStuckInTheDatabase) {
   tx.abort();
   // The server is fine afterwards.
   EXPECT_EQ(Begin("k")->outcome(), BeginResponse::IN_PROGRESS);
+}
+
+idem::v1::BeginRequest BeginRequestFor(const std::string& scope, const std::string& key,
+                                       const std::string& request,
+                                       const std::string& owner = "") {
+  idem::v1::BeginRequest r;
+  r.set_scope(scope);
+  r.set_key(key);
+  r.set_request_hash(Client::RequestHash(request));
+  r.set_owner(owner);
+  return r;
+}
+
+TEST_F(ServerTest, OwnerReentersItsOwnLiveLease) {
+  absl::StatusOr<BeginResponse> first = client().Begin(BeginRequestFor(scope_, "k", "req", "run-1"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->outcome(), BeginResponse::ACQUIRED);
+  EXPECT_EQ(first->record().owner(), "run-1");
+
+  // The same invocation retrying a Begin whose answer it lost.
+  absl::StatusOr<BeginResponse> again = client().Begin(BeginRequestFor(scope_, "k", "req", "run-1"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->outcome(), BeginResponse::ACQUIRED);
+  EXPECT_EQ(again->lease_token(), first->lease_token());
+  EXPECT_EQ(again->record().attempt(), 1);
+
+  // Anyone else still waits, and learns neither the token nor the owner.
+  for (const std::string owner : {"run-2", ""}) {
+    absl::StatusOr<BeginResponse> other = client().Begin(BeginRequestFor(scope_, "k", "req", owner));
+    ASSERT_TRUE(other.ok());
+    EXPECT_EQ(other->outcome(), BeginResponse::IN_PROGRESS) << owner;
+    EXPECT_EQ(other->record().owner(), "");
+    EXPECT_EQ(other->record().lease_token(), 0);
+  }
+  // Re-entry needs the same request.
+  EXPECT_EQ(client().Begin(BeginRequestFor(scope_, "k", "other", "run-1")).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Once completed, the owner gets the replay like everyone.
+  ASSERT_TRUE(client().Complete(CompleteRequest("k", first->lease_token())).ok());
+  absl::StatusOr<BeginResponse> replay = client().Begin(BeginRequestFor(scope_, "k", "req", "run-1"));
+  ASSERT_TRUE(replay.ok());
+  EXPECT_EQ(replay->outcome(), BeginResponse::COMPLETED);
+}
+
+TEST_F(ServerTest, OwnerAndWaitAreValidated) {
+  idem::v1::BeginRequest r = BeginRequestFor(scope_, "k", "req", std::string(129, 'o'));
+  absl::StatusOr<BeginResponse> long_owner = client().Begin(r);
+  EXPECT_EQ(long_owner.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(long_owner.status().message().find("owner"), absl::string_view::npos);
+  r.set_owner("has space");
+  EXPECT_EQ(client().Begin(r).status().code(), absl::StatusCode::kInvalidArgument);
+  r.set_owner("");
+  r.mutable_wait()->set_seconds(61);
+  absl::StatusOr<BeginResponse> long_wait = client().Begin(r);
+  EXPECT_EQ(long_wait.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(long_wait.status().message().find("wait"), absl::string_view::npos);
+  r.mutable_wait()->set_seconds(-1);
+  EXPECT_EQ(client().Begin(r).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServerTest, BatchBeginAnswersEachRequestInOrder) {
+  // Keys in every state first.
+  const int64_t done = Acquire("completed");
+  ASSERT_TRUE(client().Complete(CompleteRequest("completed", done, "receipt")).ok());
+  const int64_t failed = Acquire("failed");
+  ASSERT_TRUE(client().Fail(FailRequest("failed", failed, false)).ok());
+  const int64_t busy = Acquire("busy");
+  const int64_t released = Acquire("released");
+  ASSERT_TRUE(client().Fail(FailRequest("released", released, true)).ok());
+
+  idem::v1::BatchBeginRequest batch;
+  *batch.add_requests() = BeginRequestFor(scope_, "new-1", "request");
+  *batch.add_requests() = BeginRequestFor(scope_, "completed", "request");
+  *batch.add_requests() = BeginRequestFor(scope_, "failed", "request");
+  *batch.add_requests() = BeginRequestFor(scope_, "busy", "request");
+  *batch.add_requests() = BeginRequestFor(scope_, "completed", "another request");
+  batch.mutable_requests(4)->set_key("busy");  // busy, other request: mismatch
+  *batch.add_requests() = BeginRequestFor(scope_, "released", "request");
+  *batch.add_requests() = BeginRequestFor(scope_, "new-2", "request");
+  absl::StatusOr<idem::v1::BatchBeginResponse> r = client().BatchBegin(batch);
+  // "busy" appears twice: refused as a whole.
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("requests[4] repeats"), absl::string_view::npos)
+      << r.status();
+
+  batch.mutable_requests(4)->set_key("mismatch");
+  {
+    const int64_t t = Acquire("mismatch");
+    ASSERT_TRUE(client().Complete(CompleteRequest("mismatch", t)).ok());
+  }
+  r = client().BatchBegin(batch);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->results_size(), 7);
+  auto outcome = [&](int i) { return r->results(i).response().outcome(); };
+  EXPECT_EQ(outcome(0), BeginResponse::ACQUIRED);
+  EXPECT_EQ(outcome(1), BeginResponse::COMPLETED);
+  EXPECT_EQ(r->results(1).response().record().response(), "receipt");
+  EXPECT_EQ(outcome(2), BeginResponse::FAILED);
+  EXPECT_EQ(outcome(3), BeginResponse::IN_PROGRESS);
+  EXPECT_GT(FromProtoDuration(r->results(3).response().retry_after()), absl::ZeroDuration());
+  EXPECT_EQ(r->results(4).code(), static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(r->results(4).message().find("does not match"), std::string::npos);
+  EXPECT_FALSE(r->results(4).has_response());
+  EXPECT_EQ(outcome(5), BeginResponse::ACQUIRED);
+  EXPECT_EQ(r->results(5).response().record().attempt(), 2);
+  EXPECT_GT(r->results(5).response().lease_token(), released);
+  EXPECT_EQ(outcome(6), BeginResponse::ACQUIRED);
+  for (int i : {0, 1, 2, 3, 5, 6}) EXPECT_EQ(r->results(i).code(), 0) << i;
+  EXPECT_NE(r->results(0).response().lease_token(), r->results(6).response().lease_token());
+  EXPECT_GT(busy, 0);
+  EXPECT_GT(failed, 0);
+}
+
+TEST_F(ServerTest, BatchBeginTakes500KeysAndRefusesMore) {
+  idem::v1::BatchBeginRequest batch;
+  for (int i = 0; i < 500; ++i) {
+    *batch.add_requests() = BeginRequestFor(scope_, "key-" + std::to_string(i), "msg");
+  }
+  absl::StatusOr<idem::v1::BatchBeginResponse> r = client().BatchBegin(batch);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->results_size(), 500);
+  std::set<int64_t> tokens;
+  for (int i = 0; i < 500; ++i) {
+    EXPECT_EQ(r->results(i).response().outcome(), BeginResponse::ACQUIRED);
+    EXPECT_EQ(r->results(i).response().record().key(), "key-" + std::to_string(i));
+    tokens.insert(r->results(i).response().lease_token());
+  }
+  EXPECT_EQ(tokens.size(), 500u);
+  *batch.add_requests() = BeginRequestFor(scope_, "key-500", "msg");
+  EXPECT_EQ(client().BatchBegin(batch).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServerTest, BatchBeginValidatesEveryRequest) {
+  idem::v1::BatchBeginRequest batch;
+  EXPECT_EQ(client().BatchBegin(batch).status().code(), absl::StatusCode::kInvalidArgument);
+  for (int i = 0; i < 4; ++i) {
+    *batch.add_requests() = BeginRequestFor(scope_, "k" + std::to_string(i), "msg");
+  }
+  batch.mutable_requests(2)->set_key("bad key");
+  absl::StatusOr<idem::v1::BatchBeginResponse> r = client().BatchBegin(batch);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("requests[2]: key"), absl::string_view::npos)
+      << r.status();
+  batch.mutable_requests(2)->set_key("k2");
+  batch.mutable_requests(1)->mutable_wait()->set_seconds(1);
+  r = client().BatchBegin(batch);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("wait"), absl::string_view::npos);
+  // Nothing was begun by the refused batches.
+  EXPECT_EQ(client().Get(scope_, "k0").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(ServerTest, HealthServiceSaysServing) {

@@ -19,14 +19,19 @@ class FakeStore : public IdempotencyStore {
   absl::Duration last_lease_ttl;
   absl::Duration last_retention;
   absl::Time last_deadline;
+  std::string last_owner;
+  size_t last_batch_size = 0;
 
-  absl::StatusOr<BeginResult> Begin(const BeginParams& params,
-                                    absl::Time deadline) override {
+  absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> BatchBegin(
+      absl::Span<const BeginParams> params, absl::Time deadline) override {
     ++calls;
-    last_lease_ttl = params.lease_ttl;
-    last_retention = params.retention;
+    last_lease_ttl = params.back().lease_ttl;
+    last_retention = params.back().retention;
+    last_owner = std::string(params.back().owner);
     last_deadline = deadline;
-    return begin_result;
+    last_batch_size = params.size();
+    if (!begin_result.ok()) return begin_result.status();
+    return std::vector<absl::StatusOr<BeginResult>>(params.size(), begin_result);
   }
   absl::StatusOr<idem::v1::Record> Complete(const idem::v1::CompleteRequest&,
                                             absl::Time deadline) override {

@@ -38,7 +38,23 @@ class DecideBeginTest : public testing::TestWithParam<BeginCase> {};
 
 TEST_P(DecideBeginTest, Decides) {
   const BeginCase& c = GetParam();
-  EXPECT_EQ(DecideBegin(c.acquired, c.has_row ? &c.row : nullptr, "h", kNow), c.want);
+  EXPECT_EQ(DecideBegin(c.acquired, c.has_row ? &c.row : nullptr, "h", "", kNow), c.want);
+}
+
+TEST(DecideBeginOwnerTest, OnlyTheLiveLeasesOwnerReenters) {
+  Record live = MakeRecord(Record::IN_PROGRESS, absl::Seconds(5), absl::Hours(1));
+  live.set_owner("run-1");
+  EXPECT_EQ(DecideBegin(false, &live, "h", "run-1", kNow), BeginDecision::kAcquired);
+  EXPECT_EQ(DecideBegin(false, &live, "h", "run-2", kNow), BeginDecision::kInProgress);
+  EXPECT_EQ(DecideBegin(false, &live, "h", "", kNow), BeginDecision::kInProgress);
+  EXPECT_EQ(DecideBegin(false, &live, "other", "run-1", kNow),
+            BeginDecision::kRequestMismatch);
+  Record unowned = live;
+  unowned.clear_owner();
+  EXPECT_EQ(DecideBegin(false, &unowned, "h", "", kNow), BeginDecision::kInProgress);
+  Record done = MakeRecord(Record::COMPLETED, -absl::Seconds(1), absl::Hours(1));
+  done.set_owner("run-1");
+  EXPECT_EQ(DecideBegin(false, &done, "h", "run-1", kNow), BeginDecision::kCompleted);
 }
 
 const absl::Duration kS = absl::Seconds(1);
