@@ -1,9 +1,12 @@
 #include "server/grpc_service.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/time/clock.h"
 #include "server/grpc_status.h"
+#include "server/proto_time.h"
+#include "server/request_validation.h"
 
 namespace idem {
 
@@ -11,6 +14,12 @@ namespace {
 
 // A call without a deadline still gets one: no store call waits forever.
 constexpr absl::Duration kDefaultCallDeadline = absl::Seconds(30);
+
+// A waiting Begin answers this long before the caller's deadline, so the
+// caller gets IN_PROGRESS rather than DEADLINE_EXCEEDED.
+constexpr absl::Duration kWaitAnswerMargin = absl::Milliseconds(50);
+// Wake this long after the holder's lease ends, so the retry can take over.
+constexpr absl::Duration kLeaseEndSlack = absl::Milliseconds(5);
 
 absl::Time CallDeadline(const grpc::CallbackServerContext& context) {
   const auto deadline = context.deadline();
@@ -20,10 +29,109 @@ absl::Time CallDeadline(const grpc::CallbackServerContext& context) {
   return absl::FromChrono(deadline);
 }
 
+const grpc::Status kOverloaded(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               "idemd is overloaded (work queue full); retry "
+                               "with backoff");
+
 }  // namespace
 
-GrpcService::GrpcService(IdempotencyService* service, WorkerPool* workers)
-    : service_(service), workers_(workers) {}
+// Runs a Begin with `wait` until it has an answer. Each try runs on a
+// worker; between tries it is parked in KeyWaiters and holds no thread.
+// Finish() happens exactly once: from a try, from OnCancel() when it removed
+// the waiter (so no try is pending), or from a wake-up that cannot be
+// queued.
+class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
+ public:
+  WaitingBeginReactor(GrpcService* service, grpc::CallbackServerContext* context,
+                      const idem::v1::BeginRequest* request,
+                      idem::v1::BeginResponse* response)
+      : service_(service),
+        context_(context),
+        request_(request),
+        response_(response),
+        deadline_(CallDeadline(*context)),
+        answer_by_(std::min(absl::Now() + RequestedWait(*request),
+                            deadline_ - kWaitAnswerMargin)) {}
+
+  void Start() {
+    if (!service_->workers_->TrySchedule([this] { Try(); })) Finish(kOverloaded);
+  }
+
+  // Finish() is never called under mu_: OnDone() may delete this soon after.
+  void OnCancel() override {
+    bool removed = false;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      removed = waiter_ != 0 && service_->waiters_->Cancel(waiter_);
+      if (removed) waiter_ = 0;
+    }
+    if (removed) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled while waiting"));
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Try() {
+    if (context_->IsCancelled()) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
+      return;
+    }
+    response_->Clear();
+    const absl::Status status = service_->service_->Begin(*request_, deadline_, response_);
+    const absl::Time now = absl::Now();
+    if (!status.ok() || response_->outcome() != idem::v1::BeginResponse::IN_PROGRESS ||
+        now >= answer_by_) {
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+    const absl::Time lease_end =
+        now + FromProtoDuration(response_->retry_after()) + kLeaseEndSlack;
+    bool cancelled, parked = false;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled = cancelled_;
+      if (!cancelled) {
+        waiter_ = service_->waiters_->Add(request_->scope(), request_->key(),
+                                          std::min(lease_end, answer_by_),
+                                          [this] { Wake(); });
+        parked = waiter_ != 0;
+      }
+    }
+    if (cancelled) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
+    } else if (!parked) {
+      // Too many waiters, or shutting down: answer IN_PROGRESS now.
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  void Wake() {
+    {
+      absl::MutexLock lock(&mu_);
+      waiter_ = 0;
+    }
+    if (!service_->workers_->TrySchedule([this] { Try(); })) Finish(kOverloaded);
+  }
+
+  GrpcService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const idem::v1::BeginRequest* const request_;
+  idem::v1::BeginResponse* const response_;
+  const absl::Time deadline_;
+  // When the wait ends: IN_PROGRESS is answered from then on.
+  const absl::Time answer_by_;
+
+  absl::Mutex mu_;
+  KeyWaiters::Id waiter_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+GrpcService::GrpcService(IdempotencyService* service, WorkerPool* workers,
+                         KeyWaiters* waiters)
+    : service_(service), workers_(workers), waiters_(waiters) {}
 
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* GrpcService::Dispatch(
@@ -47,9 +155,7 @@ grpc::ServerUnaryReactor* GrpcService::Dispatch(
     reactor->Finish(ToGrpcStatus((service_->*method)(*request, deadline, response)));
   });
   if (!queued) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                 "idemd is overloaded (work queue full); retry "
-                                 "with backoff"));
+    reactor->Finish(kOverloaded);
   }
   return reactor;
 }
@@ -57,6 +163,11 @@ grpc::ServerUnaryReactor* GrpcService::Dispatch(
 grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* context,
                                              const idem::v1::BeginRequest* request,
                                              idem::v1::BeginResponse* response) {
+  if (request->has_wait() && RequestedWait(*request) > absl::ZeroDuration()) {
+    auto* reactor = new WaitingBeginReactor(this, context, request, response);
+    reactor->Start();
+    return reactor;
+  }
   return Dispatch(context, request, response, &IdempotencyService::Begin);
 }
 

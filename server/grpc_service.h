@@ -6,20 +6,28 @@
 // RESOURCE_EXHAUSTED; a call whose deadline passed or that was cancelled
 // while queued is finished without touching the store.
 //
+// A Begin with `wait` that finds the key IN_PROGRESS parks in KeyWaiters
+// (holding no thread) and runs again when the key changes (NOTIFY from any
+// replica), when the holder's lease ends, or when the wait is over, until it
+// gets another outcome or the wait ends (then IN_PROGRESS). Cancelling the
+// call removes its waiter.
+//
 // Thread safety: called by gRPC from many threads; holds no mutable state.
 #ifndef IDEM_SERVER_GRPC_SERVICE_H_
 #define IDEM_SERVER_GRPC_SERVICE_H_
 
 #include "idem/v1/idempotency.grpc.pb.h"
 #include "server/idempotency_service.h"
+#include "server/key_waiters.h"
 #include "server/worker_pool.h"
 
 namespace idem {
 
 class GrpcService final : public idem::v1::Idempotency::CallbackService {
  public:
-  // Both must outlive the gRPC server.
-  GrpcService(IdempotencyService* service, WorkerPool* workers);
+  // All must outlive the gRPC server.
+  GrpcService(IdempotencyService* service, WorkerPool* workers,
+              KeyWaiters* waiters);
 
   grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext* context,
                                   const idem::v1::BeginRequest* request,
@@ -50,8 +58,11 @@ class GrpcService final : public idem::v1::Idempotency::CallbackService {
       absl::Status (IdempotencyService::*method)(const Request&, absl::Time,
                                                  Response*));
 
+  class WaitingBeginReactor;
+
   IdempotencyService* const service_;
   WorkerPool* const workers_;
+  KeyWaiters* const waiters_;
 };
 
 }  // namespace idem

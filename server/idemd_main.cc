@@ -34,6 +34,8 @@ ABSL_FLAG(absl::Duration, health_check_interval, absl::Seconds(2),
           "time between database checks behind the gRPC health service");
 ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(30),
           "how long start-up waits for PostgreSQL");
+ABSL_FLAG(int, max_waiters, 10000,
+          "Begin calls parked waiting on a key; past this they answer at once");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "how long shutdown lets in-flight calls finish");
 
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
   options.health_check_interval = absl::GetFlag(FLAGS_health_check_interval);
   options.startup_timeout = absl::GetFlag(FLAGS_startup_timeout);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.max_waiters = absl::GetFlag(FLAGS_max_waiters);
 
   // One thread takes SIGINT/SIGTERM, during start-up as well as after.
   absl::Notification stop;

@@ -58,7 +58,9 @@ Server::Server(const Options& options)
                                     options.statement_timeout}),
       service_(&store_, RequestLimits{options.max_response_bytes}),
       workers_(options.pool_size, options.max_queued_calls),
-      grpc_service_(&service_, &workers_),
+      waiters_(options.max_waiters),
+      listener_(options.postgres_url, &waiters_),
+      grpc_service_(&service_, &workers_, &waiters_),
       sweeper_(&store_, Sweeper::Options{options.sweep_interval, options.sweep_batch}) {}
 
 absl::Status ValidateOptions(const Server::Options& options) {
@@ -68,6 +70,9 @@ absl::Status ValidateOptions(const Server::Options& options) {
   }
   if (options.pool_size < 1) {
     return absl::InvalidArgumentError("--pool_size must be at least 1");
+  }
+  if (options.max_waiters < 0) {
+    return absl::InvalidArgumentError("--max_waiters must not be negative");
   }
   if (options.max_queued_calls < 1) {
     return absl::InvalidArgumentError("--max_queued_calls must be at least 1");
@@ -115,6 +120,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
       &server->store_, server->grpc_server_->GetHealthCheckService(),
       options.health_check_interval);
   server->health_->Start();
+  server->listener_.Start();
   server->sweeper_.Start();
   LOG(INFO) << "idemd serving idem.v1.Idempotency on " << options.listen
             << " (port " << server->port_ << "), pool " << options.pool_size;
@@ -128,10 +134,13 @@ void Server::Shutdown() {
   shut_down_ = true;
   LOG(INFO) << "shutting down: draining in-flight calls";
   if (health_) health_->Stop();
+  // Parked Begins answer now (IN_PROGRESS) instead of holding up the drain.
+  waiters_.Shutdown();
   if (grpc_server_) {
     grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
   }
   workers_.Shutdown();
+  listener_.Stop();
   sweeper_.Stop();
   if (grpc_server_) grpc_server_->Wait();
   LOG(INFO) << "shut down";

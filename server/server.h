@@ -2,7 +2,8 @@
 //
 //   gRPC (callback API) -> GrpcService -> WorkerPool -> IdempotencyService
 //        -> PostgresStore -> ConnectionPool -> PostgreSQL
-//   plus the Sweeper, the HealthMonitor, health and reflection services.
+//   plus KeyWaiters and the KeyChangeListener (waiting Begins), the
+//   Sweeper, the HealthMonitor, health and reflection services.
 //
 // Example (what idemd's main does):
 //   Server::Options options;
@@ -27,6 +28,8 @@
 #include "server/grpc_service.h"
 #include "server/health_monitor.h"
 #include "server/idempotency_service.h"
+#include "server/key_change_listener.h"
+#include "server/key_waiters.h"
 #include "server/postgres_store.h"
 #include "server/sweeper.h"
 #include "server/worker_pool.h"
@@ -53,6 +56,9 @@ class Server {
     absl::Duration startup_timeout = absl::Seconds(30);
     // How long Shutdown() lets in-flight calls finish.
     absl::Duration shutdown_grace = absl::Seconds(10);
+    // Begin calls parked waiting (BeginRequest.wait); past this, a waiting
+    // Begin answers IN_PROGRESS at once.
+    int max_waiters = 10000;
     // When notified, start-up stops waiting for PostgreSQL (CANCELLED).
     const absl::Notification* cancel_startup = nullptr;
   };
@@ -73,6 +79,8 @@ class Server {
   void Wait();
 
   int port() const { return port_; }
+  // Begin calls parked waiting on a key right now.
+  size_t waiting_calls() const { return waiters_.size(); }
 
  private:
   explicit Server(const Options& options);
@@ -85,6 +93,8 @@ class Server {
   PostgresStore store_;
   IdempotencyService service_;
   WorkerPool workers_;
+  KeyWaiters waiters_;
+  KeyChangeListener listener_;
   GrpcService grpc_service_;
   Sweeper sweeper_;
   std::unique_ptr<grpc::Server> grpc_server_;

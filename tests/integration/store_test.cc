@@ -30,7 +30,7 @@ BeginParams Params(const std::string& scope, const std::string& key,
                    absl::Duration lease = absl::Seconds(30),
                    absl::Duration retention = absl::Hours(1)) {
   static const std::string kHash = "hash";
-  return BeginParams{scope, key, kHash, lease, retention};
+  return BeginParams{scope, key, kHash, lease, retention, /*owner=*/""};
 }
 
 // Starts `n` threads that each call Begin once, all released together.
