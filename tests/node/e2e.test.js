@@ -83,8 +83,10 @@ describe('idem from Node (@grpc/grpc-js)', () => {
     const address = `127.0.0.1:${await freePort()}`;
     idemd = spawn(process.env.IDEM_TEST_IDEMD,
       [`--listen=${address}`, `--postgres=${url}`], { stdio: 'inherit' });
-    idemdExit = new Promise((resolve) => idemd.on('exit', (code, signal) =>
-      resolve({ code, signal })));
+    idemdExit = new Promise((resolve) => {
+      idemd.on('exit', (code, signal) => resolve({ code, signal }));
+      idemd.on('error', (err) => resolve({ error: err.message }));
+    });
     client = new idem.Idempotency(address, grpc.credentials.createInsecure(), {
       // Retry the connection quickly while idemd starts.
       'grpc.initial_reconnect_backoff_ms': 100,
@@ -94,7 +96,8 @@ describe('idem from Node (@grpc/grpc-js)', () => {
       client.waitForReady(Date.now() + 15000, (err) => resolve(err || 'ready')));
     const started = await Promise.race([ready, idemdExit]);
     if (started !== 'ready') {
-      throw new Error(`idemd did not become ready: ${started instanceof Error ? started.message : JSON.stringify(started)}`);
+      const why = started instanceof Error ? started.message : JSON.stringify(started);
+      throw new Error(`idemd did not become ready: ${why}`);
     }
   });
 
