@@ -84,6 +84,8 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(replay.record.response_code, 201)
         self.assertEqual(dict(replay.record.response_metadata),
                          {"content-type": "application/json"})
+        got = self.stub.Get(pb.GetRequest(scope=self.scope, key="order-1"), timeout=5)
+        self.assertEqual(got.record.response, b'{"id": "ch_1"}\x00')
 
     def test_mismatch_is_failed_precondition(self):
         self.begin("order-2")
@@ -106,6 +108,52 @@ class PythonClientTest(unittest.TestCase):
             self.stub.Complete(pb.CompleteRequest(
                 scope=self.scope, key="order-3", lease_token=first.lease_token), timeout=5)
         self.assertEqual(e.exception.code(), grpc.StatusCode.ABORTED)
+
+    def test_extend_lease_keeps_key_in_progress(self):
+        first = self.begin("order-4", lease_seconds=1)
+        self.assertEqual(first.outcome, pb.BeginResponse.ACQUIRED)
+        req = pb.ExtendLeaseRequest(scope=self.scope, key="order-4",
+                                    lease_token=first.lease_token)
+        req.lease_ttl.seconds = 60
+        extended = self.stub.ExtendLease(req, timeout=5)
+        moved = (extended.record.locked_until.ToDatetime()
+                 - first.record.locked_until.ToDatetime())
+        self.assertGreater(moved.total_seconds(), 30)
+        busy = self.begin("order-4")
+        self.assertEqual(busy.outcome, pb.BeginResponse.IN_PROGRESS)
+        self.assertGreater(busy.retry_after.ToTimedelta().total_seconds(), 30)
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub.ExtendLease(pb.ExtendLeaseRequest(
+                scope=self.scope, key="order-4", lease_token=first.lease_token + 1), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.ABORTED)
+
+    def test_fail_retryable_frees_key_permanent_is_replayed(self):
+        first = self.begin("order-5")
+        failed = self.stub.Fail(pb.FailRequest(
+            scope=self.scope, key="order-5", lease_token=first.lease_token,
+            error="card network timeout", retryable=True), timeout=5)
+        self.assertEqual(failed.record.status, pb.Record.FAILED)
+        self.assertTrue(failed.record.retryable)
+        second = self.begin("order-5")
+        self.assertEqual(second.outcome, pb.BeginResponse.ACQUIRED)
+        self.assertEqual(second.record.attempt, 2)
+        self.assertGreater(second.lease_token, first.lease_token)
+        self.stub.Fail(pb.FailRequest(
+            scope=self.scope, key="order-5", lease_token=second.lease_token,
+            error="card declined", retryable=False, response=b"declined\x00",
+            response_code=402), timeout=5)
+        replay = self.begin("order-5")
+        self.assertEqual(replay.outcome, pb.BeginResponse.FAILED)
+        self.assertEqual(replay.lease_token, 0)
+        self.assertEqual(replay.record.error, "card declined")
+        self.assertEqual(replay.record.response, b"declined\x00")
+        self.assertEqual(replay.record.response_code, 402)
+        self.assertFalse(replay.record.retryable)
+
+    def test_unknown_key_is_not_found(self):
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub.Get(pb.GetRequest(scope=self.scope, key="nobody"), timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
 
     def test_bad_input_is_invalid_argument(self):
         with self.assertRaises(grpc.RpcError) as e:
