@@ -77,10 +77,12 @@ class RunOnceCall {
   }
 
   absl::StatusOr<RunOnceResult> Run() {
-    std::string waiting_for = "before the first Begin";
+    // For the DEADLINE_EXCEEDED message: what kept us, and idem's last error.
+    std::string waiting_for = "before Begin got an answer";
+    absl::Status last_error;
     while (true) {
       const absl::Time now = absl::Now();
-      if (now >= deadline_) return DeadlineExceeded(waiting_for);
+      if (now >= deadline_) return DeadlineExceeded(waiting_for, last_error);
       const absl::Duration wait = std::max(
           absl::ZeroDuration(), std::min({options_.wait, deadline_ - now, kMaxServerWait}));
       *begin_.mutable_wait() = ToProtoDuration(wait);
@@ -90,11 +92,11 @@ class RunOnceCall {
         if (!IsTransientRpcStatus(begun.status().code())) {
           return Error("Begin", begun.status());
         }
-        waiting_for = absl::StrCat("while Begin kept failing (last: ",
-                                   begun.status().ToString(), ")");
+        last_error = begun.status();
         Pause(absl::InfiniteDuration());
         continue;
       }
+      last_error = absl::OkStatus();
       switch (begun->outcome()) {
         case BeginResponse::ACQUIRED:
           return RunWork(*begun);
@@ -238,10 +240,12 @@ class RunOnceCall {
                                                     status.message()));
   }
 
-  absl::Status DeadlineExceeded(absl::string_view waiting_for) const {
-    return absl::DeadlineExceededError(
-        absl::StrCat(Where(), ": deadline of ", absl::FormatDuration(options_.deadline),
-                     " passed ", waiting_for));
+  absl::Status DeadlineExceeded(absl::string_view waiting_for,
+                                const absl::Status& last_error) const {
+    return absl::DeadlineExceededError(absl::StrCat(
+        Where(), ": deadline of ", absl::FormatDuration(options_.deadline), " passed ",
+        waiting_for,
+        last_error.ok() ? "" : absl::StrCat("; last Begin error: ", last_error.ToString())));
   }
 
   absl::Status LeaseLost(int64_t token, absl::string_view when) const {
