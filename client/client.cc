@@ -4,6 +4,8 @@
 
 #include <grpcpp/client_context.h>
 
+#include "client/proto_duration.h"
+
 namespace idem {
 
 namespace {
@@ -12,14 +14,6 @@ absl::Status ToAbslStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       status.error_message());
-}
-
-google::protobuf::Duration ToProto(absl::Duration d) {
-  google::protobuf::Duration out;
-  const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &d);
-  out.set_seconds(seconds);
-  out.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d)));
-  return out;
 }
 
 }  // namespace
@@ -36,10 +30,10 @@ std::string Client::RequestHash(absl::string_view request_bytes) {
   return std::string(reinterpret_cast<const char*>(digest), size);
 }
 
-// Runs one unary call with a fresh context and the client's deadline.
-#define IDEM_CLIENT_CALL(method, request, response)                        \
+// Runs one unary call with a fresh context and the given deadline.
+#define IDEM_CLIENT_CALL(method, request, response, deadline)              \
   grpc::ClientContext context;                                            \
-  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.deadline)); \
+  context.set_deadline(absl::ToChronoTime(deadline));                     \
   const absl::Status status =                                             \
       ToAbslStatus(stub_->method(&context, request, &response));          \
   if (!status.ok()) return status
@@ -52,32 +46,26 @@ absl::StatusOr<idem::v1::BeginResponse> Client::Begin(
   request.set_key(std::string(key));
   request.set_request_hash(RequestHash(request_bytes));
   if (options.lease_ttl != absl::ZeroDuration()) {
-    *request.mutable_lease_ttl() = ToProto(options.lease_ttl);
+    *request.mutable_lease_ttl() = ToProtoDuration(options.lease_ttl);
   }
   if (options.retention != absl::ZeroDuration()) {
-    *request.mutable_retention() = ToProto(options.retention);
+    *request.mutable_retention() = ToProtoDuration(options.retention);
   }
   return Begin(request);
 }
 
 absl::StatusOr<idem::v1::BeginResponse> Client::Begin(
     const idem::v1::BeginRequest& request) {
-  idem::v1::BeginResponse response;
-  IDEM_CLIENT_CALL(Begin, request, response);
-  return response;
+  return BeginUntil(request, absl::Now() + options_.deadline);
 }
 
 absl::StatusOr<idem::v1::Record> Client::Complete(
     const idem::v1::CompleteRequest& request) {
-  idem::v1::CompleteResponse response;
-  IDEM_CLIENT_CALL(Complete, request, response);
-  return std::move(*response.mutable_record());
+  return CompleteUntil(request, absl::Now() + options_.deadline);
 }
 
 absl::StatusOr<idem::v1::Record> Client::Fail(const idem::v1::FailRequest& request) {
-  idem::v1::FailResponse response;
-  IDEM_CLIENT_CALL(Fail, request, response);
-  return std::move(*response.mutable_record());
+  return FailUntil(request, absl::Now() + options_.deadline);
 }
 
 absl::StatusOr<idem::v1::Record> Client::Get(absl::string_view scope,
@@ -86,22 +74,48 @@ absl::StatusOr<idem::v1::Record> Client::Get(absl::string_view scope,
   request.set_scope(std::string(scope));
   request.set_key(std::string(key));
   idem::v1::GetResponse response;
-  IDEM_CLIENT_CALL(Get, request, response);
+  IDEM_CLIENT_CALL(Get, request, response, absl::Now() + options_.deadline);
   return std::move(*response.mutable_record());
 }
 
 absl::StatusOr<idem::v1::Record> Client::ExtendLease(
     const idem::v1::ExtendLeaseRequest& request) {
-  idem::v1::ExtendLeaseResponse response;
-  IDEM_CLIENT_CALL(ExtendLease, request, response);
-  return std::move(*response.mutable_record());
+  return ExtendLeaseUntil(request, absl::Now() + options_.deadline);
 }
 
 absl::StatusOr<idem::v1::BatchBeginResponse> Client::BatchBegin(
     const idem::v1::BatchBeginRequest& request) {
   idem::v1::BatchBeginResponse response;
-  IDEM_CLIENT_CALL(BatchBegin, request, response);
+  IDEM_CLIENT_CALL(BatchBegin, request, response, absl::Now() + options_.deadline);
   return response;
+}
+
+absl::StatusOr<idem::v1::BeginResponse> Client::BeginUntil(
+    const idem::v1::BeginRequest& request, absl::Time deadline) {
+  idem::v1::BeginResponse response;
+  IDEM_CLIENT_CALL(Begin, request, response, deadline);
+  return response;
+}
+
+absl::StatusOr<idem::v1::Record> Client::CompleteUntil(
+    const idem::v1::CompleteRequest& request, absl::Time deadline) {
+  idem::v1::CompleteResponse response;
+  IDEM_CLIENT_CALL(Complete, request, response, deadline);
+  return std::move(*response.mutable_record());
+}
+
+absl::StatusOr<idem::v1::Record> Client::FailUntil(const idem::v1::FailRequest& request,
+                                                   absl::Time deadline) {
+  idem::v1::FailResponse response;
+  IDEM_CLIENT_CALL(Fail, request, response, deadline);
+  return std::move(*response.mutable_record());
+}
+
+absl::StatusOr<idem::v1::Record> Client::ExtendLeaseUntil(
+    const idem::v1::ExtendLeaseRequest& request, absl::Time deadline) {
+  idem::v1::ExtendLeaseResponse response;
+  IDEM_CLIENT_CALL(ExtendLease, request, response, deadline);
+  return std::move(*response.mutable_record());
 }
 
 #undef IDEM_CLIENT_CALL

@@ -87,6 +87,20 @@ class Client {
                                         const RunOnceOptions& options = {});
 
  private:
+  friend class RunOnceCall;  // run_once.cc: uses the deadline-taking calls.
+
+  // The RPCs with an explicit deadline; the public methods pass
+  // now + ClientOptions::deadline.
+  absl::StatusOr<idem::v1::BeginResponse> BeginUntil(
+      const idem::v1::BeginRequest& request, absl::Time deadline);
+  absl::StatusOr<idem::v1::Record> CompleteUntil(
+      const idem::v1::CompleteRequest& request, absl::Time deadline);
+  absl::StatusOr<idem::v1::Record> FailUntil(const idem::v1::FailRequest& request,
+                                             absl::Time deadline);
+  absl::StatusOr<idem::v1::Record> ExtendLeaseUntil(
+      const idem::v1::ExtendLeaseRequest& request, absl::Time deadline);
+
+  // Constant after construction.
   std::unique_ptr<idem::v1::Idempotency::Stub> stub_;
   const ClientOptions options_;
 };

@@ -30,6 +30,15 @@
 //     and returns ABORTED; Lease::lost() turns true so work can stop early.
 //   - Transient gRPC errors (UNAVAILABLE) are retried with backoff within
 //     the deadline; anything else comes back as a clear absl::Status.
+//
+// Deadlines: every idem call ends by `deadline`, except that the time
+// `work` itself takes is not counted: Complete/Fail after work get until
+// deadline + work's duration (at least ClientOptions::deadline), so a
+// result is recorded whenever idem can be reached.
+//
+// Thread safety: RunOnce may be called from many threads at once on one
+// Client. `work` runs on the calling thread; the heartbeat runs on its own
+// thread, which RunOnce stops and joins before it returns.
 #ifndef IDEM_CLIENT_RUN_ONCE_H_
 #define IDEM_CLIENT_RUN_ONCE_H_
 
@@ -81,9 +90,16 @@ struct RunOnceOptions {
   absl::Duration max_backoff = absl::Seconds(2);
   // Server-side wait per Begin while the key is IN_PROGRESS (at most 60 s).
   absl::Duration wait = absl::Seconds(10);
-  // Heartbeat period; zero: lease_ttl / 2.
+  // Heartbeat period; zero: lease_ttl / 2. absl::InfiniteDuration(): no
+  // heartbeat (work must then finish within lease_ttl). Heartbeats go on
+  // while work runs, past `deadline` too.
   absl::Duration heartbeat_interval = absl::ZeroDuration();
 };
+
+// The work statuses RunOnce treats as transient (the key is released and
+// the status returned): UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED,
+// RESOURCE_EXHAUSTED.
+bool IsRetryableWorkStatus(absl::StatusCode code);
 
 struct RunOnceResult {
   // true: this call ran `work`; false: an earlier run's result replayed.
