@@ -34,6 +34,7 @@ std::string Client::RequestHash(absl::string_view request_bytes) {
 #define IDEM_CLIENT_CALL(method, request, response, deadline)              \
   grpc::ClientContext context;                                            \
   context.set_deadline(absl::ToChronoTime(deadline));                     \
+  context.set_wait_for_ready(options_.wait_for_ready);                    \
   const absl::Status status =                                             \
       ToAbslStatus(stub_->method(&context, request, &response));          \
   if (!status.ok()) return status

@@ -44,6 +44,10 @@ namespace idem {
 struct ClientOptions {
   // Deadline of every call, counted from when it starts.
   absl::Duration deadline = absl::Seconds(5);
+  // true: a call made while the channel is (re)connecting, e.g. during an
+  // idemd restart, waits for it within its deadline instead of failing
+  // UNAVAILABLE at once (gRPC's wait_for_ready).
+  bool wait_for_ready = true;
 };
 
 struct BeginOptions {
