@@ -89,7 +89,10 @@ class RunOnceCall {
       absl::StatusOr<BeginResponse> begun = client_->BeginUntil(
           begin_, std::min(deadline_, now + wait + client_->options_.deadline));
       if (!begun.ok()) {
-        if (!IsTransientRpcStatus(begun.status().code())) {
+        // A Begin answers ABORTED only for "retry the call" (the key changed
+        // too often under it); unlike Complete's ABORTED, no lease is lost.
+        if (!IsTransientRpcStatus(begun.status().code()) &&
+            begun.status().code() != absl::StatusCode::kAborted) {
           return Error("Begin", begun.status());
         }
         last_error = begun.status();

@@ -15,9 +15,9 @@ namespace {
 // A call without a deadline still gets one: no store call waits forever.
 constexpr absl::Duration kDefaultCallDeadline = absl::Seconds(30);
 
-// A waiting Begin answers this long before the caller's deadline, so the
-// caller gets IN_PROGRESS rather than DEADLINE_EXCEEDED.
-constexpr absl::Duration kWaitAnswerMargin = absl::Milliseconds(50);
+// A waiting Begin stops waiting this long before the caller's deadline, so
+// its last try (which may take a lapsed lease over) is answered in time.
+constexpr absl::Duration kWaitAnswerMargin = absl::Milliseconds(250);
 // Wake this long after the holder's lease ends, so the retry can take over.
 constexpr absl::Duration kLeaseEndSlack = absl::Milliseconds(5);
 
@@ -79,32 +79,45 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
       return;
     }
+    // Woken when the wait is over: answer IN_PROGRESS as last seen, rather
+    // than run a statement whose answer might miss the caller's deadline.
+    if (tried_ && absl::Now() >= answer_by_) {
+      *response_->mutable_retry_after() =
+          ToProtoDuration(std::max(lease_end_ - absl::Now(), absl::ZeroDuration()));
+      Finish(grpc::Status::OK);
+      return;
+    }
+    tried_ = true;
+    // Registered before the statement looks at the key: a change that
+    // lands while it runs is not lost (KeyWaiters::Park says so).
+    const KeyWaiters::Id id = service_->waiters_->Prepare(request_->scope(), request_->key());
     response_->Clear();
     const absl::Status status = service_->service_->Begin(*request_, deadline_, response_);
     const absl::Time now = absl::Now();
     if (!status.ok() || response_->outcome() != idem::v1::BeginResponse::IN_PROGRESS ||
-        now >= answer_by_) {
+        id == 0 || now >= answer_by_) {
+      // Done, or no room to wait (id 0: too many waiters, or shutting down).
+      if (id != 0) service_->waiters_->Cancel(id);
       Finish(ToGrpcStatus(status));
       return;
     }
-    const absl::Time lease_end =
-        now + FromProtoDuration(response_->retry_after()) + kLeaseEndSlack;
-    bool cancelled, parked = false;
+    lease_end_ = now + FromProtoDuration(response_->retry_after());
+    bool cancelled;
+    KeyWaiters::ParkResult parked = KeyWaiters::ParkResult::kNotified;
     {
       absl::MutexLock lock(&mu_);
       cancelled = cancelled_;
       if (!cancelled) {
-        waiter_ = service_->waiters_->Add(request_->scope(), request_->key(),
-                                          std::min(lease_end, answer_by_),
-                                          [this] { Wake(); });
-        parked = waiter_ != 0;
+        parked = service_->waiters_->Park(
+            id, std::min(lease_end_ + kLeaseEndSlack, answer_by_), [this] { Wake(); });
+        if (parked == KeyWaiters::ParkResult::kParked) waiter_ = id;
       }
     }
     if (cancelled) {
+      service_->waiters_->Cancel(id);
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
-    } else if (!parked) {
-      // Too many waiters, or shutting down: answer IN_PROGRESS now.
-      Finish(grpc::Status::OK);
+    } else if (parked == KeyWaiters::ParkResult::kNotified) {
+      Wake();  // The key changed while the statement ran: look again.
     }
   }
 
@@ -123,6 +136,9 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
   const absl::Time deadline_;
   // When the wait ends: IN_PROGRESS is answered from then on.
   const absl::Time answer_by_;
+  // Used by one try at a time (tries never overlap).
+  bool tried_ = false;
+  absl::Time lease_end_;  // Of the holder, as last seen (local clock).
 
   absl::Mutex mu_;
   KeyWaiters::Id waiter_ ABSL_GUARDED_BY(mu_) = 0;

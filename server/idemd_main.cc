@@ -18,7 +18,7 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address, host:port");
 ABSL_FLAG(std::string, postgres, "",
-          "PostgreSQL libpq URL (default: $IDEM_POSTGRES_URL)");
+          "PostgreSQL libpq URL (also $IDEM_POSTGRES_URL)");
 ABSL_FLAG(int, pool_size, 8,
           "database connections, and store calls running at once");
 ABSL_FLAG(int, max_queued_calls, 4096,
@@ -43,9 +43,18 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "idemd: the idem idempotency service.\n"
       "  idemd --postgres=postgresql://user@host/db [--listen=127.0.0.1:50051]\n"
+      "Every flag can also be set as IDEM_<FLAG> (IDEM_POSTGRES_URL for\n"
+      "--postgres, IDEM_POOL_SIZE for --pool_size); the command line wins.\n"
       "Logging: GLOG_v, GLOG_minloglevel, GLOG_log_dir environment variables.");
+  // Environment first (IDEM_<FLAG>), so the command line wins.
+  const absl::Status from_env = idem::ApplyFlagsFromEnv(__FILE__);
   absl::ParseCommandLine(argc, argv);
   idem::InitLogging(argv[0]);
+  if (!from_env.ok()) {
+    LOG(ERROR) << "idemd cannot start: " << from_env.message();
+    return 2;
+  }
+  LOG(INFO) << "idemd configuration: " << idem::DescribeFlags(__FILE__);
 
   // Signals are taken by sigwait below, never by a handler: block them in
   // every thread before any is started.

@@ -49,6 +49,17 @@ PqxxFailure ClassifyPqxxException(std::exception_ptr error) {
   } catch (const pqxx::broken_connection& e) {
     LOG(WARNING) << "database connection lost: " << e.what();
     return {absl::UnavailableError("database unavailable (connection lost)"), true};
+  } catch (const pqxx::statement_completion_unknown& e) {
+    LOG(WARNING) << "database statement outcome unknown: " << e.what();
+    return {absl::UnavailableError(
+                "database connection lost during the statement; retry the call"),
+            true};
+  } catch (const pqxx::transaction_rollback& e) {
+    // Deadlock (40P01) and serialization failure (40001): libpqxx 6 throws
+    // these outside sql_error. Nothing was applied; the call may be retried.
+    LOG(WARNING) << "database transaction rolled back: " << e.what();
+    return {absl::AbortedError("database transaction conflict; retry the call"),
+            false};
   } catch (const pqxx::in_doubt_error& e) {
     LOG(WARNING) << "database outcome in doubt: " << e.what();
     return {absl::UnavailableError(

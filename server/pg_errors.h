@@ -22,6 +22,7 @@ struct PqxxFailure {
 // never SQL text or values; the full libpqxx message is logged instead.
 //   broken connection, SQLSTATE 08xxx, 57P01-57P03  -> UNAVAILABLE
 //   40001 serialization, 40P01 deadlock             -> ABORTED
+//     (libpqxx 6 throws these as transaction_rollback, not sql_error)
 //   57014 statement timeout / cancel                -> DEADLINE_EXCEEDED
 //   53xxx insufficient resources                    -> RESOURCE_EXHAUSTED
 //   anything else                                   -> INTERNAL

@@ -52,15 +52,24 @@ std::string WithFallbackRow(const char* change_cte, const char* fallback_where) 
 // request hashes in hex, lease and retention in microseconds, owners), so
 // one prepared statement and one round trip serve Begin and BatchBegin.
 //
-// Tokens: a takeover draws its token in DO UPDATE SET, which runs under the
-// row's lock, so the token order per key is the lock order. (A token drawn
-// before the lock could be older than one another caller was handed while
-// this statement waited.) Lease ends use clock_timestamp(): a statement that
-// waited for the row's lock still grants a full lease.
+// Everything that grants a lease is decided here, under the row's lock:
+// a new or expired key, a lapsed lease, a retryable failure, and re-entry
+// by the live lease's owner (which keeps its token and attempt and renews
+// the lease). Rows are taken in (scope, key) order, so two batches never
+// wait for each other's rows in a cycle.
+//
+// Tokens: a takeover draws its token in DO UPDATE SET, under the lock, so
+// the token order per key is the lock order. Lease ends use
+// clock_timestamp(): a statement that waited for the lock still grants a
+// full lease.
 constexpr char kBeginStatement[] = "idem_begin";
 constexpr char kNewLeaseEnd[] =
     "clock_timestamp() + (SELECT i.lease_us FROM input i"
     " WHERE i.scope = k.scope AND i.key = k.key) * interval '1 microsecond'";
+constexpr char kReentry[] =
+    "(EXCLUDED.owner <> '' AND k.owner = EXCLUDED.owner"
+    " AND k.request_hash = EXCLUDED.request_hash AND k.status = 'in_progress'"
+    " AND k.locked_until > now() AND k.expires_at > now())";
 std::string BeginSql() {
   return absl::StrCat(R"sql(
 WITH input AS (
@@ -78,6 +87,7 @@ changed AS (
                   clock_timestamp() + i.lease_us * interval '1 microsecond'),
          i.owner
   FROM input i
+  ORDER BY i.scope, i.key
   ON CONFLICT (scope, key) DO UPDATE SET
     request_hash = EXCLUDED.request_hash,
     status = 'in_progress',
@@ -86,8 +96,11 @@ changed AS (
     response_metadata = '{}'::jsonb,
     error = '',
     retryable = false,
-    lease_token = nextval('idempotency_lease_token_seq'),
-    attempt = CASE WHEN k.expires_at <= now() THEN 1 ELSE k.attempt + 1 END,
+    lease_token = CASE WHEN )sql", kReentry, R"sql( THEN k.lease_token
+                       ELSE nextval('idempotency_lease_token_seq') END,
+    attempt = CASE WHEN k.expires_at <= now() THEN 1
+                   WHEN )sql", kReentry, R"sql( THEN k.attempt
+                   ELSE k.attempt + 1 END,
     created_at = CASE WHEN k.expires_at <= now() THEN now() ELSE k.created_at END,
     updated_at = now(),
     locked_until = )sql", kNewLeaseEnd, R"sql(,
@@ -100,6 +113,7 @@ changed AS (
      OR (k.request_hash = EXCLUDED.request_hash
          AND ((k.status = 'in_progress' AND k.locked_until <= now())
               OR (k.status = 'failed' AND k.retryable)))
+     OR )sql", kReentry, R"sql(
   RETURNING k.*)
 SELECT true,)sql", kColumns, R"sql( FROM changed k
 UNION ALL
@@ -344,7 +358,7 @@ absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> PostgresStore::BatchBeg
             StatementRow* row = it == rows.end() ? nullptr : &it->second;
             const BeginDecision decision = DecideBegin(
                 row != nullptr && row->changed, row ? &row->record : nullptr,
-                p.request_hash, p.owner, row ? row->db_now : absl::InfinitePast());
+                p.request_hash, row ? row->db_now : absl::InfinitePast());
             BeginResult result;
             switch (decision) {
               case BeginDecision::kAcquired:

@@ -8,8 +8,7 @@ namespace idem {
 using idem::v1::Record;
 
 BeginDecision DecideBegin(bool acquired, const Record* row,
-                          absl::string_view request_hash, absl::string_view owner,
-                          absl::Time db_now) {
+                          absl::string_view request_hash, absl::Time db_now) {
   if (row == nullptr) return BeginDecision::kStale;
   if (acquired) return BeginDecision::kAcquired;
   // An expired record is acquirable by anyone: the statement should have.
@@ -25,11 +24,13 @@ BeginDecision DecideBegin(bool acquired, const Record* row,
     case Record::FAILED:
       return row->retryable() ? BeginDecision::kStale : BeginDecision::kFailed;
     case Record::IN_PROGRESS:
-      if (FromProtoTimestamp(row->locked_until()) <= db_now) {
-        return BeginDecision::kStale;
-      }
-      return !owner.empty() && row->owner() == owner ? BeginDecision::kAcquired
-                                                     : BeginDecision::kInProgress;
+      // Re-entry by the lease's owner is granted only by the statement,
+      // under the lock. A live lease that comes back unchanged is
+      // IN_PROGRESS, even if the snapshot names the caller as owner: the
+      // locked row may already be another caller's.
+      return FromProtoTimestamp(row->locked_until()) > db_now
+                 ? BeginDecision::kInProgress
+                 : BeginDecision::kStale;
     default:
       return BeginDecision::kStale;
   }

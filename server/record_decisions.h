@@ -29,12 +29,11 @@ enum class BeginDecision {
   kStale,
 };
 
-// `acquired`: the statement's insert-or-take-over applied. `row`: the
-// record it returned, or nullptr when it returned none. A live lease whose
-// owner is the caller's (non-empty) `owner` is kAcquired again: re-entry.
+// `acquired`: the statement's insert, take-over or re-entry applied (all
+// decided under the row's lock, never from a snapshot). `row`: the record
+// it returned, or nullptr when it returned none.
 BeginDecision DecideBegin(bool acquired, const idem::v1::Record* row,
-                          absl::string_view request_hash, absl::string_view owner,
-                          absl::Time db_now);
+                          absl::string_view request_hash, absl::Time db_now);
 
 enum class WriteKind { kComplete, kFail, kExtendLease };
 

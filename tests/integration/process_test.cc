@@ -136,6 +136,34 @@ TEST(ProcessTest, SigtermDuringStartupExitsPromptly) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+TEST(ProcessTest, ConfiguredFromTheEnvironmentAlone) {
+  const std::string address = "127.0.0.1:" + std::to_string(testenv::PickFreePort());
+  std::vector<std::string> env = {"IDEM_POSTGRES_URL=" + testenv::SharedDatabaseUrl(),
+                                  "IDEM_LISTEN=" + address, "IDEM_POOL_SIZE=2",
+                                  "IDEM_HEALTH_CHECK_INTERVAL=200ms"};
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::string(*e).rfind("IDEM_", 0) != 0) env.push_back(*e);
+  }
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string idemd = testenv::IdemdPath();
+  char* argv[] = {idemd.data(), nullptr};
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv, envp.data()), 0);
+  const bool serving = testenv::WaitForHealth(address, /*serving=*/true, 15000);
+  if (serving) {
+    Client client(testenv::FastReconnectChannel(address));
+    absl::StatusOr<BeginResponse> r = client.Begin(testenv::UniqueScope(), "k", "req");
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(serving) << "idemd configured by IDEM_* variables did not serve";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 TEST(ProcessTest, PostgresDownIsUnavailableAndIdemdRecoversByItself) {
   const std::string scope = testenv::UniqueScope();
   IdemdProcess idemd(testenv::SharedDatabaseUrl());

@@ -1,6 +1,8 @@
 // The contract (proto/idem/v1/idempotency.proto), rule by rule, through gRPC
 // against an in-process idemd on the test PostgreSQL.
+#include <atomic>
 #include <set>
+#include <thread>
 #include <string>
 
 #include <grpcpp/create_channel.h>
@@ -422,11 +424,14 @@ TEST_F(ServerTest, OwnerReentersItsOwnLiveLease) {
   EXPECT_EQ(first->record().owner(), "run-1");
 
   // The same invocation retrying a Begin whose answer it lost.
+  absl::SleepFor(absl::Milliseconds(20));
   absl::StatusOr<BeginResponse> again = client().Begin(BeginRequestFor(scope_, "k", "req", "run-1"));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->outcome(), BeginResponse::ACQUIRED);
   EXPECT_EQ(again->lease_token(), first->lease_token());
   EXPECT_EQ(again->record().attempt(), 1);
+  // Re-entry renews the lease, so the holder gets a whole lease_ttl again.
+  EXPECT_GT(T(again->record().locked_until()), T(first->record().locked_until()));
 
   // Anyone else still waits, and learns neither the token nor the owner.
   for (const std::string owner : {"run-2", ""}) {
@@ -444,6 +449,21 @@ TEST_F(ServerTest, OwnerReentersItsOwnLiveLease) {
   absl::StatusOr<BeginResponse> replay = client().Begin(BeginRequestFor(scope_, "k", "req", "run-1"));
   ASSERT_TRUE(replay.ok());
   EXPECT_EQ(replay->outcome(), BeginResponse::COMPLETED);
+}
+
+TEST_F(ServerTest, ReentryNeverRevivesALeaseTakenOverByAnother) {
+  idem::v1::BeginRequest mine = BeginRequestFor(scope_, "k", "req", "run-1");
+  mine.mutable_lease_ttl()->set_seconds(1);
+  absl::StatusOr<BeginResponse> first = client().Begin(mine);
+  ASSERT_TRUE(first.ok());
+  absl::SleepFor(absl::Milliseconds(1200));
+  absl::StatusOr<BeginResponse> other = client().Begin(BeginRequestFor(scope_, "k", "req", "run-2"));
+  ASSERT_TRUE(other.ok());
+  ASSERT_EQ(other->outcome(), BeginResponse::ACQUIRED);
+  absl::StatusOr<BeginResponse> late = client().Begin(mine);
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->outcome(), BeginResponse::IN_PROGRESS);
+  EXPECT_EQ(late->lease_token(), 0);
 }
 
 TEST_F(ServerTest, OwnerAndWaitAreValidated) {
@@ -532,6 +552,46 @@ TEST_F(ServerTest, BatchBeginTakes500KeysAndRefusesMore) {
   EXPECT_EQ(tokens.size(), 500u);
   *batch.add_requests() = BeginRequestFor(scope_, "key-500", "msg");
   EXPECT_EQ(client().BatchBegin(batch).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServerTest, BatchesInOppositeKeyOrderNeverDeadlock) {
+  // Replays lock their rows too (ON CONFLICT DO UPDATE locks what it
+  // checks), so two batches over the same keys in opposite orders would
+  // wait for each other if rows were not taken in one order.
+  constexpr int kKeys = 60;
+  idem::v1::BatchBeginRequest forward, backward;
+  for (int i = 0; i < kKeys; ++i) {
+    *forward.add_requests() = BeginRequestFor(scope_, "k" + std::to_string(i), "msg");
+  }
+  for (int i = kKeys - 1; i >= 0; --i) *backward.add_requests() = forward.requests(i);
+  absl::StatusOr<idem::v1::BatchBeginResponse> first = client().BatchBegin(forward);
+  ASSERT_TRUE(first.ok()) << first.status();
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_TRUE(client()
+                    .Complete(CompleteRequest("k" + std::to_string(i),
+                                              first->results(i).response().lease_token()))
+                    .ok());
+  }
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 15; ++round) {
+        absl::StatusOr<idem::v1::BatchBeginResponse> r =
+            client().BatchBegin(t % 2 ? backward : forward);
+        if (!r.ok()) {
+          ADD_FAILURE() << r.status();
+          failures.fetch_add(1);
+          continue;
+        }
+        for (const auto& result : r->results()) {
+          EXPECT_EQ(result.response().outcome(), BeginResponse::COMPLETED);
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 TEST_F(ServerTest, BatchBeginValidatesEveryRequest) {

@@ -8,6 +8,7 @@
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
+#include <pqxx/pqxx>
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -109,6 +110,29 @@ TEST_F(WaitTest, CompleteOnOneReplicaWakesAWaiterOnAnother) {
               absl::FormatDuration(latency).c_str());
   EXPECT_LT(latency, absl::Seconds(5));
   EXPECT_EQ(b_->server->waiting_calls(), 0u);
+}
+
+TEST_F(WaitTest, ChangeCommittedWhileTheWaitersStatementRunsIsNotLost) {
+  Acquire(*a_->client, "k");
+  // A completion holds the row's lock; the waiter's Begin statement blocks
+  // on it and then reads its old snapshot (IN_PROGRESS), while the NOTIFY
+  // of the commit arrives before the waiter is parked.
+  pqxx::connection writer(testenv::SharedDatabaseUrl());
+  pqxx::work tx(writer);
+  tx.exec_params(
+      "UPDATE idempotency_keys SET status = 'completed', response = 'paid', "
+      "locked_until = NULL WHERE scope = $1 AND key = 'k'",
+      scope_);
+  absl::StatusOr<BeginResponse> waited = absl::UnknownError("unset");
+  std::thread waiter([&] {
+    waited = PatientClient(*b_, absl::Seconds(30))->Begin(Request("k", absl::Seconds(8)));
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  tx.commit();
+  waiter.join();
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  // A lost wake-up answers IN_PROGRESS after the whole 8 s wait.
+  EXPECT_EQ(waited->outcome(), BeginResponse::COMPLETED);
 }
 
 TEST_F(WaitTest, ManyWaitersAreAllWokenByOneComplete) {
