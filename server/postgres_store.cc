@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/pg_errors.h"
 #include "server/proto_time.h"
+#include "server/record_row.h"
 #include "server/record_decisions.h"
 
 namespace idem {
@@ -25,18 +26,9 @@ namespace {
 // again; a handful of tries is plenty, since each sees a newer snapshot.
 constexpr int kMaxStatementTries = 5;
 
-// The columns every statement returns, read by RowToRecord(). Each statement
-// names its row `k` and prepends a boolean `changed` column.
-constexpr char kColumns[] = R"sql(
-  k.scope, k.key, k.request_hash, k.status, k.response, k.response_code,
-  jsonb_build_object('response_metadata', k.response_metadata)::text,
-  k.error, k.retryable, k.lease_token, k.attempt,
-  (extract(epoch FROM k.created_at) * 1000000)::int8,
-  (extract(epoch FROM k.updated_at) * 1000000)::int8,
-  (extract(epoch FROM k.locked_until) * 1000000)::int8,
-  (extract(epoch FROM k.expires_at) * 1000000)::int8,
-  (extract(epoch FROM now()) * 1000000)::int8,
-  k.owner)sql";
+// The columns every statement returns (record_row.h). Each statement names
+// its row `k` and prepends a boolean `changed` column.
+constexpr const char* kColumns = kRecordColumns;
 
 // The row returned by `changed` when the change applied, else the live row
 // (or none).
@@ -185,43 +177,12 @@ struct StatementRow {
   absl::Time db_now;
 };
 
-Record::Status StatusFromColumn(const std::string& s) {
-  if (s == "in_progress") return Record::IN_PROGRESS;
-  if (s == "completed") return Record::COMPLETED;
-  if (s == "failed") return Record::FAILED;
-  return Record::STATUS_UNSPECIFIED;
-}
-
-// Sets the timestamp only for a non-NULL column, so NULL stays unset.
-template <typename MutableTimestamp>
-void SetTimestampColumn(const pqxx::field& f, MutableTimestamp mutable_timestamp) {
-  if (!f.is_null()) SetTimestampFromUnixMicros(f.as<int64_t>(), mutable_timestamp());
-}
-
 StatementRow ParseRow(const pqxx::row& row) {
+  RecordRow parsed = ParseRecordRow(row, /*first_column=*/1);
   StatementRow out;
-  Record& r = out.record;
   out.changed = row[0].as<bool>();
-  r.set_scope(row[1].c_str());
-  r.set_key(row[2].c_str());
-  r.set_request_hash(pqxx::binarystring(row[3]).str());
-  r.set_status(StatusFromColumn(row[4].c_str()));
-  r.set_response(pqxx::binarystring(row[5]).str());
-  r.set_response_code(row[6].as<int32_t>());
-  Record metadata;
-  if (google::protobuf::util::JsonStringToMessage(row[7].c_str(), &metadata).ok()) {
-    r.mutable_response_metadata()->swap(*metadata.mutable_response_metadata());
-  }
-  r.set_error(row[8].c_str());
-  r.set_retryable(row[9].as<bool>());
-  r.set_lease_token(row[10].as<int64_t>());
-  r.set_attempt(row[11].as<int32_t>());
-  SetTimestampColumn(row[12], [&r] { return r.mutable_created_at(); });
-  SetTimestampColumn(row[13], [&r] { return r.mutable_updated_at(); });
-  SetTimestampColumn(row[14], [&r] { return r.mutable_locked_until(); });
-  SetTimestampColumn(row[15], [&r] { return r.mutable_expires_at(); });
-  out.db_now = absl::FromUnixMicros(row[16].as<int64_t>());
-  r.set_owner(row[17].c_str());
+  out.record = std::move(parsed.record);
+  out.db_now = parsed.db_now;
   return out;
 }
 
