@@ -86,10 +86,4 @@ void InitLogging(const char* argv0) {
   google::InitGoogleLogging(argv0);
 }
 
-std::string PostgresUrlOrEnv(const std::string& flag_value) {
-  if (!flag_value.empty()) return flag_value;
-  const char* env = std::getenv("IDEM_POSTGRES_URL");
-  return env == nullptr ? "" : env;
-}
-
 }  // namespace idem

@@ -1,5 +1,5 @@
 // Shared by idemd and idemctl: flags from the environment, the printed
-// configuration, glog set-up and the PostgreSQL URL fallback.
+// configuration, and glog set-up.
 //
 // Plan for flags: idem's binaries parse Abseil flags only. glog (built with
 // gflags on Debian) is configured through its GLOG_* environment variables
@@ -47,9 +47,6 @@ std::string MaskSecrets(absl::string_view value);
 // Starts glog; logs go to stderr unless GLOG_logtostderr or GLOG_log_dir is
 // set.
 void InitLogging(const char* argv0);
-
-// `flag_value` when set, else $IDEM_POSTGRES_URL, else "".
-std::string PostgresUrlOrEnv(const std::string& flag_value);
 
 }  // namespace idem
 

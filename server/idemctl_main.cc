@@ -30,7 +30,7 @@
 #include "server/migrator.h"
 
 ABSL_FLAG(std::string, postgres, "",
-          "PostgreSQL libpq URL (default: $IDEM_POSTGRES_URL)");
+          "PostgreSQL libpq URL (also $IDEM_POSTGRES_URL)");
 ABSL_FLAG(bool, json, false, "print one JSON object (or array) instead of text");
 ABSL_FLAG(std::string, scope, "", "list: records whose scope starts with this");
 ABSL_FLAG(std::string, status, "",
@@ -158,7 +158,7 @@ absl::Status NormalizeAndCheckFlags(std::vector<std::string>& args) {
 }
 
 absl::StatusOr<std::string> PostgresUrl() {
-  std::string url = idem::PostgresUrlOrEnv(absl::GetFlag(FLAGS_postgres));
+  std::string url = absl::GetFlag(FLAGS_postgres);
   if (url.empty()) {
     return absl::InvalidArgumentError(
         "no PostgreSQL URL: set --postgres or IDEM_POSTGRES_URL");
@@ -316,6 +316,11 @@ int Run(const std::vector<char*>& args) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  // Environment first (IDEM_<FLAG>, e.g. IDEM_POSTGRES_URL), so the command
+  // line wins.
+  if (absl::Status from_env = idem::ApplyFlagsFromEnv(__FILE__); !from_env.ok()) {
+    return UsageError(std::string(from_env.message()));
+  }
   std::vector<std::string> arg_storage(argv, argv + argc);
   if (absl::Status flags = NormalizeAndCheckFlags(arg_storage); !flags.ok()) {
     return UsageError(std::string(flags.message()));

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
 
   idem::Server::Options options;
   options.listen = absl::GetFlag(FLAGS_listen);
-  options.postgres_url = idem::PostgresUrlOrEnv(absl::GetFlag(FLAGS_postgres));
+  options.postgres_url = absl::GetFlag(FLAGS_postgres);
   options.pool_size = absl::GetFlag(FLAGS_pool_size);
   options.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
   options.statement_timeout = absl::GetFlag(FLAGS_statement_timeout);

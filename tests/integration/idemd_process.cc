@@ -19,6 +19,22 @@ extern char** environ;
 
 namespace idem::testenv {
 
+pid_t SpawnProcess(std::vector<std::string> args, std::vector<std::string> env) {
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(),
+                  env.empty() ? environ : envp.data()) != 0) {
+    ADD_FAILURE() << "cannot start " << args[0];
+    return -1;
+  }
+  return pid;
+}
+
 int PickFreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -71,13 +87,7 @@ IdemdProcess::IdemdProcess(const std::string& postgres_url,
                                    "--postgres=" + postgres_url,
                                    "--health_check_interval=200ms"};
   args.insert(args.end(), flags.begin(), flags.end());
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-    ADD_FAILURE() << "cannot start " << args[0];
-    pid_ = -1;
-  }
+  pid_ = SpawnProcess(std::move(args));
   serving_ = pid_ > 0 && WaitForHealth(address_, /*serving=*/true, 15000);
   EXPECT_TRUE(serving_) << "idemd at " << address_ << " never became SERVING";
   client_ = std::make_unique<Client>(FastReconnectChannel(address_));

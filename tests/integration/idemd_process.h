@@ -40,6 +40,10 @@ class IdemdProcess {
 // A channel that redials within 200 ms (gRPC's default backoff is seconds).
 std::shared_ptr<grpc::Channel> FastReconnectChannel(const std::string& address);
 
+// Starts args[0] with `args`, and `env` (or, when empty, this process's
+// environment). Returns its pid, or -1 after recording a test failure.
+pid_t SpawnProcess(std::vector<std::string> args, std::vector<std::string> env = {});
+
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int PickFreePort();
 

@@ -93,16 +93,12 @@ struct Reply {
   bool replayed = false;
 };
 
-class IdempotentHandlerTest : public testing::Test {
+class IdempotentHandlerTest : public testenv::SharedIdemdTest {
  protected:
-  static void SetUpTestSuite() { idemd_ = new InProcessIdemd(testenv::TestServerOptions()); }
-  static void TearDownTestSuite() {
-    delete idemd_;
-    idemd_ = nullptr;
-  }
+
   void SetUp() override {
-    ASSERT_NE(idemd_->client, nullptr);
-    key_ = testenv::UniqueScope();  // unique per test, and a valid key
+    SharedIdemdTest::SetUp();
+    key_ = scope_;  // unique per test, and a valid key
   }
   void TearDown() override {
     // The server goes before the service it calls.
@@ -160,14 +156,12 @@ class IdempotentHandlerTest : public testing::Test {
     return r;
   }
 
-  static InProcessIdemd* idemd_;
   std::string key_;
   std::unique_ptr<grpc::Service> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<Payments::Stub> stub_;
 };
 
-InProcessIdemd* IdempotentHandlerTest::idemd_ = nullptr;
 
 TEST_F(IdempotentHandlerTest, SameKeyTwiceRunsTheHandlerOnceAndReplays) {
   SyncPayments* service = Serve(std::make_unique<SyncPayments>(Handler()));

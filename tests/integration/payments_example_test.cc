@@ -48,15 +48,8 @@ constexpr int kMaxKills = 2;
 // payments_example as a child process; SIGKILLed by Kill() or on destruction.
 class ExampleProcess {
  public:
-  explicit ExampleProcess(std::vector<std::string> args) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-      ADD_FAILURE() << "cannot start " << args[0];
-      pid_ = -1;
-    }
-  }
+  explicit ExampleProcess(std::vector<std::string> args)
+      : pid_(testenv::SpawnProcess(std::move(args))) {}
   ~ExampleProcess() { Kill(); }
   ExampleProcess(const ExampleProcess&) = delete;
   ExampleProcess& operator=(const ExampleProcess&) = delete;

@@ -122,11 +122,8 @@ TEST(ProcessTest, SigtermDuringStartupExitsPromptly) {
       idemd, "--listen=127.0.0.1:" + std::to_string(testenv::PickFreePort()),
       "--postgres=postgresql:///x?host=/nonexistent-socket-dir&user=postgres",
       "--startup_timeout=60s"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ), 0);
+  const pid_t pid = testenv::SpawnProcess(std::move(args));
+  ASSERT_GT(pid, 0);
   absl::SleepFor(absl::Milliseconds(1500));
   const absl::Time sent = absl::Now();
   kill(pid, SIGTERM);
@@ -144,13 +141,8 @@ TEST(ProcessTest, ConfiguredFromTheEnvironmentAlone) {
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::string(*e).rfind("IDEM_", 0) != 0) env.push_back(*e);
   }
-  std::vector<char*> envp;
-  for (std::string& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::string idemd = testenv::IdemdPath();
-  char* argv[] = {idemd.data(), nullptr};
-  pid_t pid;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], nullptr, nullptr, argv, envp.data()), 0);
+  const pid_t pid = testenv::SpawnProcess({testenv::IdemdPath()}, std::move(env));
+  ASSERT_GT(pid, 0);
   const bool serving = testenv::WaitForHealth(address, /*serving=*/true, 15000);
   if (serving) {
     Client client(testenv::FastReconnectChannel(address));

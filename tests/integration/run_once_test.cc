@@ -39,19 +39,8 @@ RunOnceOptions FastOptions() {
   return options;
 }
 
-class RunOnceTest : public testing::Test {
+class RunOnceTest : public testenv::SharedIdemdTest {
  protected:
-  static void SetUpTestSuite() { idemd_ = new InProcessIdemd(testenv::TestServerOptions()); }
-  static void TearDownTestSuite() {
-    delete idemd_;
-    idemd_ = nullptr;
-  }
-  void SetUp() override {
-    ASSERT_NE(idemd_->client, nullptr);
-    scope_ = testenv::UniqueScope();
-  }
-
-  Client& client() { return *idemd_->client; }
 
   absl::StatusOr<RunOnceResult> RunOnce(const std::string& key, const std::string& request,
                                         const Work& work,
@@ -59,11 +48,8 @@ class RunOnceTest : public testing::Test {
     return client().RunOnce(scope_, key, request, work, options);
   }
 
-  static InProcessIdemd* idemd_;
-  std::string scope_;
 };
 
-InProcessIdemd* RunOnceTest::idemd_ = nullptr;
 
 TEST_F(RunOnceTest, FirstRunCompletes) {
   std::atomic<int> runs{0};

@@ -21,23 +21,13 @@ using idem::v1::BeginResponse;
 using idem::v1::Record;
 using testenv::InProcessIdemd;
 
-class ServerTest : public testing::Test {
+class ServerTest : public testenv::SharedIdemdTest {
  protected:
   static void SetUpTestSuite() {
     Server::Options options = testenv::TestServerOptions();
     options.max_response_bytes = 4096;
-    idemd_ = new InProcessIdemd(options);
+    StartIdemd(options);
   }
-  static void TearDownTestSuite() {
-    delete idemd_;
-    idemd_ = nullptr;
-  }
-  void SetUp() override {
-    ASSERT_NE(idemd_->client, nullptr);
-    scope_ = testenv::UniqueScope();
-  }
-
-  Client& client() { return *idemd_->client; }
 
   absl::StatusOr<BeginResponse> Begin(const std::string& key,
                                       const std::string& request = "request",
@@ -90,11 +80,8 @@ class ServerTest : public testing::Test {
     return e;
   }
 
-  static InProcessIdemd* idemd_;
-  std::string scope_;
 };
 
-InProcessIdemd* ServerTest::idemd_ = nullptr;
 
 absl::Time T(const google::protobuf::Timestamp& t) { return FromProtoTimestamp(t); }
 

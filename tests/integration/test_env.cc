@@ -89,4 +89,20 @@ InProcessIdemd::InProcessIdemd(Server::Options options) {
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
 }
 
+InProcessIdemd* SharedIdemdTest::idemd_ = nullptr;
+
+void SharedIdemdTest::StartIdemd(const Server::Options& options) {
+  idemd_ = new InProcessIdemd(options);
+}
+
+void SharedIdemdTest::TearDownTestSuite() {
+  delete idemd_;
+  idemd_ = nullptr;
+}
+
+void SharedIdemdTest::SetUp() {
+  ASSERT_NE(idemd_->client, nullptr);
+  scope_ = UniqueScope();
+}
+
 }  // namespace idem::testenv

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include <gtest/gtest.h>
+
 #include "idem/client.h"
 #include "server/server.h"
 
@@ -37,6 +39,22 @@ struct InProcessIdemd {
 
 // Options for an in-process idemd on `url` (default: the shared database).
 Server::Options TestServerOptions(const std::string& url = SharedDatabaseUrl());
+
+// A test suite sharing one in-process idemd, started once for the suite;
+// each test gets a scope of its own. A suite that needs other options
+// defines its own static SetUpTestSuite() calling StartIdemd(options).
+class SharedIdemdTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() { StartIdemd(TestServerOptions()); }
+  static void TearDownTestSuite();
+  static void StartIdemd(const Server::Options& options);
+  void SetUp() override;
+
+  static Client& client() { return *idemd_->client; }
+
+  static InProcessIdemd* idemd_;
+  std::string scope_;
+};
 
 }  // namespace idem::testenv
 
