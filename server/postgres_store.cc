@@ -349,6 +349,7 @@ absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> PostgresStore::BatchBeg
             switch (decision) {
               case BeginDecision::kAcquired:
                 result.outcome = BeginResponse::ACQUIRED;
+                result.reentered = !row->changed;
                 break;
               case BeginDecision::kInProgress:
                 result.outcome = BeginResponse::IN_PROGRESS;
@@ -453,6 +454,24 @@ absl::StatusOr<int64_t> PostgresStore::DeleteExpired(int64_t limit,
                               tx.exec_prepared(kDeleteExpiredStatement, limit)
                                   .affected_rows());
                         });
+}
+
+absl::StatusOr<StoreStats> PostgresStore::Stats(absl::Time deadline) {
+  return WithConnection(
+      pool_, deadline, [](pqxx::connection& c) -> absl::StatusOr<StoreStats> {
+        pqxx::nontransaction tx(c);
+        const pqxx::row row = tx.exec1(R"sql(
+          SELECT COALESCE((SELECT (extract(epoch FROM now() - min(expires_at))
+                                   * 1000000)::int8
+                           FROM idempotency_keys WHERE expires_at <= now()), 0),
+                 (SELECT count(*) FROM idempotency_keys
+                  WHERE status = 'in_progress' AND locked_until <= now()
+                    AND expires_at > now()))sql");
+        StoreStats stats;
+        stats.oldest_expired_age = absl::Microseconds(row[0].as<int64_t>());
+        stats.in_progress_past_lease = row[1].as<int64_t>();
+        return stats;
+      });
 }
 
 absl::Status PostgresStore::Ping(absl::Time deadline) {
