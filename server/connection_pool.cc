@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/time/clock.h"
+
 #include "server/conninfo.h"
 #include "server/pg_errors.h"
 
@@ -35,9 +37,16 @@ absl::StatusOr<PooledConnection> ConnectionPool::Acquire(absl::Time deadline) {
     auto has_free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return !free_.empty();
     };
-    if (!mu_.AwaitWithDeadline(absl::Condition(&has_free), deadline)) {
-      return absl::DeadlineExceededError(
-          "deadline passed while waiting for a database connection");
+    if (free_.empty()) {
+      const absl::Time start = absl::Now();
+      const bool got = mu_.AwaitWithDeadline(absl::Condition(&has_free), deadline);
+      waits_.fetch_add(1, std::memory_order_relaxed);
+      wait_nanos_.fetch_add(absl::ToInt64Nanoseconds(absl::Now() - start),
+                            std::memory_order_relaxed);
+      if (!got) {
+        return absl::DeadlineExceededError(
+            "deadline passed while waiting for a database connection");
+      }
     }
     slot = free_.back();
     free_.pop_back();

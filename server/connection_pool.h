@@ -12,6 +12,7 @@
 #ifndef IDEM_SERVER_CONNECTION_POOL_H_
 #define IDEM_SERVER_CONNECTION_POOL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -73,6 +74,12 @@ class ConnectionPool {
   int size() const { return options_.size; }
   // Connections handed out right now.
   int in_use() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Acquire() calls that found no free connection and waited, and their
+  // total time waiting (including those that gave up at their deadline).
+  int64_t waits() const { return waits_.load(std::memory_order_relaxed); }
+  absl::Duration wait_time() const {
+    return absl::Nanoseconds(wait_nanos_.load(std::memory_order_relaxed));
+  }
 
  private:
   friend class PooledConnection;
@@ -89,6 +96,10 @@ class ConnectionPool {
   const Options options_;
   // options_.url with timeouts and keepalives added (conninfo.h).
   std::string conninfo_;
+
+  // Wait statistics, updated with atomics.
+  std::atomic<int64_t> waits_{0};
+  std::atomic<int64_t> wait_nanos_{0};
 
   mutable absl::Mutex mu_;
   // State below is protected by mu_.

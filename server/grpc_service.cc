@@ -33,7 +33,30 @@ const grpc::Status kOverloaded(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                "idemd is overloaded (work queue full); retry "
                                "with backoff");
 
+// The outcome label of an answered call: only Begin has one.
+template <typename Response>
+std::string OutcomeOf(const Response&) {
+  return "";
+}
+std::string OutcomeOf(const idem::v1::BeginResponse& response) {
+  return OutcomeLabel(response.outcome());
+}
+
+void RecordItems(RpcMetrics*, const google::protobuf::Message&) {}
+void RecordItems(RpcMetrics* metrics, const idem::v1::BatchBeginResponse& response) {
+  metrics->RecordBatchItems(response);
+}
+
 }  // namespace
+
+template <typename Response>
+void GrpcService::RecordFinished(const char* method, absl::Time start,
+                                 const grpc::Status& status,
+                                 const Response& response) {
+  metrics_->Record(method, status, status.ok() ? OutcomeOf(response) : "",
+                   absl::Now() - start);
+  if (status.ok()) RecordItems(metrics_, response);
+}
 
 // Runs a Begin with `wait` until it has an answer. Each try runs on a
 // worker; between tries it is parked in KeyWaiters and holds no thread.
@@ -49,15 +72,16 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
         context_(context),
         request_(request),
         response_(response),
+        start_(absl::Now()),
         deadline_(CallDeadline(*context)),
         answer_by_(std::min(absl::Now() + RequestedWait(*request),
                             deadline_ - kWaitAnswerMargin)) {}
 
   void Start() {
-    if (!service_->workers_->TrySchedule([this] { Try(); })) Finish(kOverloaded);
+    if (!service_->workers_->TrySchedule([this] { Try(); })) Answer(kOverloaded);
   }
 
-  // Finish() is never called under mu_: OnDone() may delete this soon after.
+  // Answer() is never called under mu_: OnDone() may delete this soon after.
   void OnCancel() override {
     bool removed = false;
     {
@@ -67,7 +91,7 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
       if (removed) waiter_ = 0;
     }
     if (removed) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled while waiting"));
+      Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled while waiting"));
     }
   }
 
@@ -76,7 +100,7 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
  private:
   void Try() {
     if (context_->IsCancelled()) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
+      Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
       return;
     }
     // Woken when the wait is over: answer IN_PROGRESS as last seen, rather
@@ -84,7 +108,7 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
     if (tried_ && absl::Now() >= answer_by_) {
       *response_->mutable_retry_after() =
           ToProtoDuration(std::max(lease_end_ - absl::Now(), absl::ZeroDuration()));
-      Finish(grpc::Status::OK);
+      Answer(grpc::Status::OK);
       return;
     }
     tried_ = true;
@@ -98,7 +122,7 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
         id == 0 || now >= answer_by_) {
       // Done, or no room to wait (id 0: too many waiters, or shutting down).
       if (id != 0) service_->waiters_->Cancel(id);
-      Finish(ToGrpcStatus(status));
+      Answer(ToGrpcStatus(status));
       return;
     }
     lease_end_ = now + FromProtoDuration(response_->retry_after());
@@ -115,7 +139,7 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
     }
     if (cancelled) {
       service_->waiters_->Cancel(id);
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
+      Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
     } else if (parked == KeyWaiters::ParkResult::kNotified) {
       Wake();  // The key changed while the statement ran: look again.
     }
@@ -126,13 +150,20 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
       absl::MutexLock lock(&mu_);
       waiter_ = 0;
     }
-    if (!service_->workers_->TrySchedule([this] { Try(); })) Finish(kOverloaded);
+    if (!service_->workers_->TrySchedule([this] { Try(); })) Answer(kOverloaded);
+  }
+
+  // Records the answer, then finishes.
+  void Answer(const grpc::Status& status) {
+    service_->RecordFinished("Begin", start_, status, *response_);
+    Finish(status);
   }
 
   GrpcService* const service_;
   grpc::CallbackServerContext* const context_;
   const idem::v1::BeginRequest* const request_;
   idem::v1::BeginResponse* const response_;
+  const absl::Time start_;
   const absl::Time deadline_;
   // When the wait ends: IN_PROGRESS is answered from then on.
   const absl::Time answer_by_;
@@ -146,32 +177,37 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
 };
 
 GrpcService::GrpcService(IdempotencyService* service, WorkerPool* workers,
-                         KeyWaiters* waiters)
-    : service_(service), workers_(workers), waiters_(waiters) {}
+                         KeyWaiters* waiters, RpcMetrics* metrics)
+    : service_(service), workers_(workers), waiters_(waiters), metrics_(metrics) {}
 
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* GrpcService::Dispatch(
-    grpc::CallbackServerContext* context, const Request* request,
-    Response* response,
-    absl::Status (IdempotencyService::*method)(const Request&, absl::Time,
-                                               Response*)) {
+    const char* method, grpc::CallbackServerContext* context,
+    const Request* request, Response* response,
+    absl::Status (IdempotencyService::*method_fn)(const Request&, absl::Time,
+                                                  Response*)) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time start = absl::Now();
   const absl::Time deadline = CallDeadline(*context);
+  // Records the answer, then finishes (after which `response` is gone).
+  auto answer = [this, reactor, method, start, response](const grpc::Status& status) {
+    RecordFinished(method, start, status, *response);
+    reactor->Finish(status);
+  };
   const bool queued = workers_->TrySchedule([=] {
     if (context->IsCancelled()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                                   "call cancelled before it ran"));
+      answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran"));
       return;
     }
     if (absl::Now() >= deadline) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                   "deadline passed while the call was queued"));
+      answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "deadline passed while the call was queued"));
       return;
     }
-    reactor->Finish(ToGrpcStatus((service_->*method)(*request, deadline, response)));
+    answer(ToGrpcStatus((service_->*method_fn)(*request, deadline, response)));
   });
   if (!queued) {
-    reactor->Finish(kOverloaded);
+    answer(kOverloaded);
   }
   return reactor;
 }
@@ -184,39 +220,45 @@ grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* contex
     reactor->Start();
     return reactor;
   }
-  return Dispatch(context, request, response, &IdempotencyService::Begin);
+  return Dispatch("Begin", context, request, response,
+                  &IdempotencyService::Begin);
 }
 
 grpc::ServerUnaryReactor* GrpcService::BatchBegin(
     grpc::CallbackServerContext* context,
     const idem::v1::BatchBeginRequest* request,
     idem::v1::BatchBeginResponse* response) {
-  return Dispatch(context, request, response, &IdempotencyService::BatchBegin);
+  return Dispatch("BatchBegin", context, request, response,
+                  &IdempotencyService::BatchBegin);
 }
 
 grpc::ServerUnaryReactor* GrpcService::Complete(
     grpc::CallbackServerContext* context, const idem::v1::CompleteRequest* request,
     idem::v1::CompleteResponse* response) {
-  return Dispatch(context, request, response, &IdempotencyService::Complete);
+  return Dispatch("Complete", context, request, response,
+                  &IdempotencyService::Complete);
 }
 
 grpc::ServerUnaryReactor* GrpcService::Fail(grpc::CallbackServerContext* context,
                                             const idem::v1::FailRequest* request,
                                             idem::v1::FailResponse* response) {
-  return Dispatch(context, request, response, &IdempotencyService::Fail);
+  return Dispatch("Fail", context, request, response,
+                  &IdempotencyService::Fail);
 }
 
 grpc::ServerUnaryReactor* GrpcService::Get(grpc::CallbackServerContext* context,
                                            const idem::v1::GetRequest* request,
                                            idem::v1::GetResponse* response) {
-  return Dispatch(context, request, response, &IdempotencyService::Get);
+  return Dispatch("Get", context, request, response,
+                  &IdempotencyService::Get);
 }
 
 grpc::ServerUnaryReactor* GrpcService::ExtendLease(
     grpc::CallbackServerContext* context,
     const idem::v1::ExtendLeaseRequest* request,
     idem::v1::ExtendLeaseResponse* response) {
-  return Dispatch(context, request, response, &IdempotencyService::ExtendLease);
+  return Dispatch("ExtendLease", context, request, response,
+                  &IdempotencyService::ExtendLease);
 }
 
 }  // namespace idem

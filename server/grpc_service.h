@@ -12,6 +12,9 @@
 // gets another outcome or the wait ends (then IN_PROGRESS). Cancelling the
 // call removes its waiter.
 //
+// Every call's end is recorded in RpcMetrics (method, status code, Begin
+// outcome, latency) just before the reactor finishes.
+//
 // Thread safety: called by gRPC from many threads; holds no mutable state.
 #ifndef IDEM_SERVER_GRPC_SERVICE_H_
 #define IDEM_SERVER_GRPC_SERVICE_H_
@@ -19,6 +22,7 @@
 #include "idem/v1/idempotency.grpc.pb.h"
 #include "server/idempotency_service.h"
 #include "server/key_waiters.h"
+#include "server/rpc_metrics.h"
 #include "server/worker_pool.h"
 
 namespace idem {
@@ -27,7 +31,7 @@ class GrpcService final : public idem::v1::Idempotency::CallbackService {
  public:
   // All must outlive the gRPC server.
   GrpcService(IdempotencyService* service, WorkerPool* workers,
-              KeyWaiters* waiters);
+              KeyWaiters* waiters, RpcMetrics* metrics);
 
   grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext* context,
                                   const idem::v1::BeginRequest* request,
@@ -53,16 +57,23 @@ class GrpcService final : public idem::v1::Idempotency::CallbackService {
  private:
   template <typename Request, typename Response>
   grpc::ServerUnaryReactor* Dispatch(
-      grpc::CallbackServerContext* context, const Request* request,
-      Response* response,
-      absl::Status (IdempotencyService::*method)(const Request&, absl::Time,
-                                                 Response*));
+      const char* method, grpc::CallbackServerContext* context,
+      const Request* request, Response* response,
+      absl::Status (IdempotencyService::*method_fn)(const Request&, absl::Time,
+                                                    Response*));
+
+  // Records the call's end in metrics_; `response` is read only when
+  // `status` is OK.
+  template <typename Response>
+  void RecordFinished(const char* method, absl::Time start,
+                      const grpc::Status& status, const Response& response);
 
   class WaitingBeginReactor;
 
   IdempotencyService* const service_;
   WorkerPool* const workers_;
   KeyWaiters* const waiters_;
+  RpcMetrics* const metrics_;
 };
 
 }  // namespace idem

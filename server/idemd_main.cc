@@ -38,6 +38,8 @@ ABSL_FLAG(int, max_waiters, 10000,
           "Begin calls parked waiting on a key; past this they answer at once");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "how long shutdown lets in-flight calls finish");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Prometheus metrics address, host:port (HTTP GET /metrics); empty: off");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -77,6 +79,7 @@ int main(int argc, char** argv) {
   options.startup_timeout = absl::GetFlag(FLAGS_startup_timeout);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.max_waiters = absl::GetFlag(FLAGS_max_waiters);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
 
   // One thread takes SIGINT/SIGTERM, during start-up as well as after.
   absl::Notification stop;

@@ -22,7 +22,17 @@ void HideLiveLeaseToken(Record* record) {
   }
 }
 
-void FillBeginResponse(BeginResult result, BeginResponse* response) {
+}  // namespace
+
+void IdempotencyService::FillBeginResponse(BeginResult result,
+                                           BeginResponse* response) {
+  if (result.outcome == BeginResponse::ACQUIRED) {
+    if (result.reentered) {
+      reentries_.fetch_add(1, std::memory_order_relaxed);
+    } else if (result.record.attempt() > 1) {
+      takeovers_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   response->set_outcome(result.outcome);
   if (result.outcome == BeginResponse::ACQUIRED) {
     response->set_lease_token(result.record.lease_token());
@@ -35,6 +45,8 @@ void FillBeginResponse(BeginResult result, BeginResponse* response) {
   }
   *response->mutable_record() = std::move(result.record);
 }
+
+namespace {
 
 // Stores `record` into the response's record field.
 template <typename Response>

@@ -12,9 +12,14 @@
 //   absl::Status s = service.Begin(request, absl::Now() + absl::Seconds(5),
 //                                  &response);
 //
+// Besides two counters for metrics (atomics), it holds no state.
+//
 // Thread safety: safe for concurrent use if the store is.
 #ifndef IDEM_SERVER_IDEMPOTENCY_SERVICE_H_
 #define IDEM_SERVER_IDEMPOTENCY_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -44,9 +49,20 @@ class IdempotencyService {
                            absl::Time deadline,
                            idem::v1::ExtendLeaseResponse* response);
 
+  // Keys acquired (Begin and BatchBegin items) that were held before: a
+  // lease that ran out or a retryable Fail (ACQUIRED with attempt > 1, not a
+  // re-entry).
+  int64_t takeovers() const { return takeovers_.load(std::memory_order_relaxed); }
+  // ACQUIRED answers that re-entered the caller's own live lease (owner).
+  int64_t reentries() const { return reentries_.load(std::memory_order_relaxed); }
+
  private:
+  void FillBeginResponse(BeginResult result, idem::v1::BeginResponse* response);
+
   IdempotencyStore* const store_;
   const RequestLimits limits_;
+  std::atomic<int64_t> takeovers_{0};
+  std::atomic<int64_t> reentries_{0};
 };
 
 }  // namespace idem

@@ -51,7 +51,9 @@ std::string WithFallbackRow(const char* change_cte, const char* fallback_where) 
 // wait for each other's rows in a cycle.
 //
 // Tokens: a takeover draws its token in DO UPDATE SET, under the lock, so
-// the token order per key is the lock order. Lease ends use
+// the token order per key is the lock order. Each key's fresh_token (drawn
+// first, used by an insert) also tells re-entry apart: only a re-entry
+// returns a token older than it (the last column). Lease ends use
 // clock_timestamp(): a statement that waited for the lock still grants a
 // full lease.
 constexpr char kBeginStatement[] = "idem_begin";
@@ -65,15 +67,16 @@ constexpr char kReentry[] =
 std::string BeginSql() {
   return absl::StrCat(R"sql(
 WITH input AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[],
-                       $5::int8[], $6::text[])
+  SELECT *, nextval('idempotency_lease_token_seq') AS fresh_token
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[],
+              $6::text[])
     AS i(scope, key, hash_hex, lease_us, retention_us, owner)),
 changed AS (
   INSERT INTO idempotency_keys AS k
     (scope, key, request_hash, status, lease_token, attempt,
      created_at, updated_at, locked_until, expires_at, owner)
   SELECT i.scope, i.key, decode(i.hash_hex, 'hex'), 'in_progress',
-         nextval('idempotency_lease_token_seq'), 1, now(), now(),
+         i.fresh_token, 1, now(), now(),
          clock_timestamp() + i.lease_us * interval '1 microsecond',
          GREATEST(now() + i.retention_us * interval '1 microsecond',
                   clock_timestamp() + i.lease_us * interval '1 microsecond'),
@@ -107,9 +110,10 @@ changed AS (
               OR (k.status = 'failed' AND k.retryable)))
      OR )sql", kReentry, R"sql(
   RETURNING k.*)
-SELECT true,)sql", kColumns, R"sql( FROM changed k
+SELECT true,)sql", kColumns, R"sql(, k.lease_token < i.fresh_token
+FROM changed k JOIN input i ON k.scope = i.scope AND k.key = i.key
 UNION ALL
-SELECT false,)sql", kColumns, R"sql(
+SELECT false,)sql", kColumns, R"sql(, false
 FROM idempotency_keys k JOIN input i ON k.scope = i.scope AND k.key = i.key
 WHERE NOT EXISTS (SELECT 1 FROM changed c WHERE c.scope = k.scope AND c.key = k.key))sql");
 }
@@ -175,6 +179,8 @@ struct StatementRow {
   bool changed = false;
   Record record;
   absl::Time db_now;
+  // Begin only: the change kept the live lease's token (owner re-entry).
+  bool reentered = false;
 };
 
 StatementRow ParseRow(const pqxx::row& row) {
@@ -308,6 +314,7 @@ absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> PostgresStore::BatchBeg
           absl::flat_hash_map<std::pair<std::string, std::string>, StatementRow> rows;
           for (const pqxx::row& row : result) {
             StatementRow parsed = ParseRow(row);
+            parsed.reentered = row[row.size() - 1].as<bool>();
             std::pair<std::string, std::string> id(parsed.record.scope(),
                                                    parsed.record.key());
             rows.emplace(std::move(id), std::move(parsed));
@@ -324,6 +331,7 @@ absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> PostgresStore::BatchBeg
             switch (decision) {
               case BeginDecision::kAcquired:
                 result.outcome = BeginResponse::ACQUIRED;
+                result.reentered = row->reentered;
                 break;
               case BeginDecision::kInProgress:
                 result.outcome = BeginResponse::IN_PROGRESS;
@@ -428,6 +436,24 @@ absl::StatusOr<int64_t> PostgresStore::DeleteExpired(int64_t limit,
                               tx.exec_prepared(kDeleteExpiredStatement, limit)
                                   .affected_rows());
                         });
+}
+
+absl::StatusOr<StoreStats> PostgresStore::Stats(absl::Time deadline) {
+  return WithConnection(
+      pool_, deadline, [](pqxx::connection& c) -> absl::StatusOr<StoreStats> {
+        pqxx::nontransaction tx(c);
+        const pqxx::row row = tx.exec1(R"sql(
+          SELECT COALESCE((SELECT (extract(epoch FROM now() - min(expires_at))
+                                   * 1000000)::int8
+                           FROM idempotency_keys WHERE expires_at <= now()), 0),
+                 (SELECT count(*) FROM idempotency_keys
+                  WHERE status = 'in_progress' AND locked_until <= now()
+                    AND expires_at > now()))sql");
+        StoreStats stats;
+        stats.oldest_expired_age = absl::Microseconds(row[0].as<int64_t>());
+        stats.in_progress_past_lease = row[1].as<int64_t>();
+        return stats;
+      });
 }
 
 absl::Status PostgresStore::Ping(absl::Time deadline) {

@@ -48,6 +48,10 @@ class PostgresStore final : public IdempotencyStore {
   absl::StatusOr<int64_t> DeleteExpired(int64_t limit,
                                         absl::Time deadline) override;
   absl::Status Ping(absl::Time deadline) override;
+  // The oldest expired record comes from the expires_at index (cheap); the
+  // count of in-progress records past their lease scans the table (no index
+  // on locked_until), bounded by statement_timeout.
+  absl::StatusOr<StoreStats> Stats(absl::Time deadline) override;
 
   const ConnectionPool& pool() const { return pool_; }
 

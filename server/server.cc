@@ -23,9 +23,9 @@ namespace {
 // INVALID_ARGUMENT naming the field.
 constexpr int64_t kReceiveSlackBytes = 16 << 20;
 
-// Connections beyond the workers': one for the sweeper, one for health
-// checks, so neither waits behind request traffic.
-constexpr int kBackgroundConnections = 2;
+// Connections beyond the workers': one each for the sweeper, health checks
+// and the metrics collector, so none waits behind request traffic.
+constexpr int kBackgroundConnections = 3;
 
 // Waits for the database, then for an up-to-date schema.
 absl::Status AwaitSchema(const Server::Options& options) {
@@ -53,6 +53,7 @@ absl::Status AwaitSchema(const Server::Options& options) {
 
 Server::Server(const Options& options)
     : options_(options),
+      rpc_metrics_(&metrics_),
       store_(PostgresStore::Options{options.postgres_url,
                                     options.pool_size + kBackgroundConnections,
                                     options.statement_timeout}),
@@ -60,8 +61,55 @@ Server::Server(const Options& options)
       workers_(options.pool_size, options.max_queued_calls),
       waiters_(options.max_waiters),
       listener_(options.postgres_url, &waiters_),
-      grpc_service_(&service_, &workers_, &waiters_),
-      sweeper_(&store_, Sweeper::Options{options.sweep_interval, options.sweep_batch}) {}
+      grpc_service_(&service_, &workers_, &waiters_, &rpc_metrics_),
+      sweeper_(&store_, Sweeper::Options{options.sweep_interval, options.sweep_batch}) {
+  RegisterMetrics();
+}
+
+void Server::RegisterMetrics() {
+  metrics_.AddCounterCallback(
+      "idem_lease_takeovers_total",
+      "Keys acquired that were held before: a lease that ran out, or a "
+      "retryable Fail (ACQUIRED with attempt > 1, re-entries excluded).",
+      [this] { return static_cast<double>(service_.takeovers()); });
+  metrics_.AddCounterCallback(
+      "idem_lease_reentries_total",
+      "ACQUIRED answers that re-entered the caller's own live lease (owner).",
+      [this] { return static_cast<double>(service_.reentries()); });
+  const ConnectionPool* pool = &store_.pool();
+  metrics_.AddGaugeCallback("idem_db_pool_connections",
+                            "Database connections in the pool (open or not).",
+                            [pool] { return static_cast<double>(pool->size()); });
+  metrics_.AddGaugeCallback("idem_db_pool_connections_in_use",
+                            "Database connections handed out right now.",
+                            [pool] { return static_cast<double>(pool->in_use()); });
+  metrics_.AddCounterCallback(
+      "idem_db_pool_waits_total",
+      "Connection requests that found no free connection and waited.",
+      [pool] { return static_cast<double>(pool->waits()); });
+  metrics_.AddCounterCallback(
+      "idem_db_pool_wait_seconds_total",
+      "Time spent waiting for a free database connection.",
+      [pool] { return absl::ToDoubleSeconds(pool->wait_time()); });
+  metrics_.AddCounterCallback("idem_sweeper_runs_total", "Sweeper rounds run.",
+                              [this] { return static_cast<double>(sweeper_.runs()); });
+  metrics_.AddCounterCallback(
+      "idem_sweeper_errors_total", "Sweeper rounds that ended in an error.",
+      [this] { return static_cast<double>(sweeper_.errors()); });
+  metrics_.AddCounterCallback(
+      "idem_sweeper_rows_removed_total", "Expired records the sweeper deleted.",
+      [this] { return static_cast<double>(sweeper_.rows_removed()); });
+  metrics_.AddGaugeCallback(
+      "idem_waiting_begins", "Begin calls parked waiting on a key (BeginRequest.wait).",
+      [this] { return static_cast<double>(waiters_.size()); });
+  metrics_.AddGaugeCallback(
+      "idem_worker_queue_depth", "Calls queued for a worker thread.",
+      [this] { return static_cast<double>(workers_.queued()); });
+}
+
+int Server::metrics_port() const {
+  return metrics_http_ ? metrics_http_->port() : 0;
+}
 
 absl::Status ValidateOptions(const Server::Options& options) {
   if (options.postgres_url.empty()) {
@@ -85,8 +133,14 @@ absl::Status ValidateOptions(const Server::Options& options) {
     return absl::InvalidArgumentError(
         "--max_response_bytes must be between 0 and 1 GiB");
   }
+  if (!options.metrics_listen.empty()) {
+    if (absl::Status s = ParseHostPort(options.metrics_listen).status(); !s.ok()) {
+      return s;
+    }
+  }
   for (const auto& [flag, value] :
-       {std::pair{"--sweep_interval", options.sweep_interval},
+       {std::pair{"--metrics_collect_interval", options.metrics_collect_interval},
+        std::pair{"--sweep_interval", options.sweep_interval},
         std::pair{"--health_check_interval", options.health_check_interval},
         std::pair{"--statement_timeout", options.statement_timeout}}) {
     if (value <= absl::ZeroDuration()) {
@@ -101,6 +155,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   if (absl::Status s = AwaitSchema(options); !s.ok()) return s;
 
   std::unique_ptr<Server> server(new Server(options));
+  if (!options.metrics_listen.empty()) {
+    // Before gRPC: a metrics port that cannot be bound stops start-up.
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
+        MetricsHttpServer::Start(options.metrics_listen, &server->metrics_);
+    if (!http.ok()) return http.status();
+    server->metrics_http_ = *std::move(http);
+    server->stats_collector_ = std::make_unique<StoreStatsCollector>(
+        &server->store_, &server->metrics_, options.metrics_collect_interval);
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -122,6 +185,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   server->health_->Start();
   server->listener_.Start();
   server->sweeper_.Start();
+  if (server->stats_collector_) server->stats_collector_->Start();
   LOG(INFO) << "idemd serving idem.v1.Idempotency on " << options.listen
             << " (port " << server->port_ << "), pool " << options.pool_size;
   return server;
@@ -143,6 +207,9 @@ void Server::Shutdown() {
   listener_.Stop();
   sweeper_.Stop();
   if (grpc_server_) grpc_server_->Wait();
+  // Metrics last: they can be scraped while calls drain.
+  if (stats_collector_) stats_collector_->Stop();
+  if (metrics_http_) metrics_http_->Stop();
   LOG(INFO) << "shut down";
 }
 

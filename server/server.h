@@ -3,7 +3,9 @@
 //   gRPC (callback API) -> GrpcService -> WorkerPool -> IdempotencyService
 //        -> PostgresStore -> ConnectionPool -> PostgreSQL
 //   plus KeyWaiters and the KeyChangeListener (waiting Begins), the
-//   Sweeper, the HealthMonitor, health and reflection services.
+//   Sweeper, the HealthMonitor, health and reflection services, and (with
+//   metrics_listen) Prometheus metrics over HTTP with the collector behind
+//   them.
 //
 // Example (what idemd's main does):
 //   Server::Options options;
@@ -30,7 +32,11 @@
 #include "server/idempotency_service.h"
 #include "server/key_change_listener.h"
 #include "server/key_waiters.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
 #include "server/postgres_store.h"
+#include "server/rpc_metrics.h"
+#include "server/store_stats_collector.h"
 #include "server/sweeper.h"
 #include "server/worker_pool.h"
 
@@ -43,7 +49,8 @@ class Server {
     std::string listen = "127.0.0.1:50051";
     std::string postgres_url;
     // Store calls running at once (worker threads), and their database
-    // connections; the sweeper and health checks have two more.
+    // connections; the sweeper, health checks and metrics
+    // collector have three more.
     int pool_size = 8;
     // Calls waiting for a worker beyond which RESOURCE_EXHAUSTED is answered.
     int max_queued_calls = 4096;
@@ -59,6 +66,12 @@ class Server {
     // Begin calls parked waiting (BeginRequest.wait); past this, a waiting
     // Begin answers IN_PROGRESS at once.
     int max_waiters = 10000;
+    // host:port of the Prometheus endpoint (HTTP GET /metrics); empty: off.
+    // Port 0 picks a free port (see metrics_port()).
+    std::string metrics_listen;
+    // How often the metrics that need a database query (sweeper lag, keys
+    // in progress past their lease) are refreshed.
+    absl::Duration metrics_collect_interval = absl::Seconds(15);
     // When notified, start-up stops waiting for PostgreSQL (CANCELLED).
     const absl::Notification* cancel_startup = nullptr;
   };
@@ -79,17 +92,23 @@ class Server {
   void Wait();
 
   int port() const { return port_; }
+  // The metrics endpoint's port; 0 when metrics are off.
+  int metrics_port() const;
   // Begin calls parked waiting on a key right now.
   size_t waiting_calls() const { return waiters_.size(); }
 
  private:
   explicit Server(const Options& options);
+  // Adds the metrics that read the parts' own counters and sizes.
+  void RegisterMetrics();
 
   const Options options_;
   int port_ = 0;
   bool shut_down_ = false;
 
   // Declared in dependency order: destroyed bottom-up.
+  MetricsRegistry metrics_;
+  RpcMetrics rpc_metrics_;
   PostgresStore store_;
   IdempotencyService service_;
   WorkerPool workers_;
@@ -99,6 +118,8 @@ class Server {
   Sweeper sweeper_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<HealthMonitor> health_;
+  std::unique_ptr<StoreStatsCollector> stats_collector_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
 };
 
 // INVALID_ARGUMENT naming the first option (flag) out of range.

@@ -53,6 +53,18 @@ struct BeginResult {
   idem::v1::Record record;
   // With IN_PROGRESS: the time left on the current lease.
   absl::Duration retry_after = absl::ZeroDuration();
+  // With ACQUIRED: the caller's owner re-entered its live lease (same token,
+  // nothing written).
+  bool reentered = false;
+};
+
+// What the metrics report about the stored records (Stats()).
+struct StoreStats {
+  // Age of the oldest expired record the sweeper has not deleted yet; zero
+  // when there is none.
+  absl::Duration oldest_expired_age = absl::ZeroDuration();
+  // Live records in progress whose lease ran out (nobody took them over).
+  int64_t in_progress_past_lease = 0;
 };
 
 struct ExtendLeaseParams {
@@ -106,6 +118,10 @@ class IdempotencyStore {
 
   // OK while the database answers.
   virtual absl::Status Ping(absl::Time deadline) = 0;
+
+  // Counts for metrics; may read the whole table (see the implementation),
+  // so it belongs on a background thread, not on a scrape or an RPC.
+  virtual absl::StatusOr<StoreStats> Stats(absl::Time deadline) = 0;
 };
 
 }  // namespace idem

@@ -31,11 +31,16 @@ void Sweeper::Stop() {
 
 absl::StatusOr<int64_t> Sweeper::SweepOnce() {
   int64_t total = 0;
+  runs_.fetch_add(1, std::memory_order_relaxed);
   while (!stop_.HasBeenNotified()) {
     absl::StatusOr<int64_t> removed =
         store_->DeleteExpired(options_.batch, absl::Now() + options_.batch_timeout);
-    if (!removed.ok()) return removed.status();
+    if (!removed.ok()) {
+      errors_.fetch_add(1, std::memory_order_relaxed);
+      return removed.status();
+    }
     total += *removed;
+    rows_removed_.fetch_add(*removed, std::memory_order_relaxed);
     VLOG(1) << "sweeper: batch removed " << *removed;
     if (*removed < options_.batch) break;
   }

@@ -12,10 +12,12 @@
 //   ...
 //   sweeper.Stop();  // Returns once the current batch is done.
 //
-// Thread safety: Start/Stop from one owning thread; SweepOnce from any.
+// Thread safety: Start/Stop from one owning thread; SweepOnce and the
+// counters from any.
 #ifndef IDEM_SERVER_SWEEPER_H_
 #define IDEM_SERVER_SWEEPER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <thread>
 
@@ -47,9 +49,20 @@ class Sweeper {
   // is called. Returns the rows deleted.
   absl::StatusOr<int64_t> SweepOnce();
 
+  // Totals since construction, for metrics: rounds run (SweepOnce calls),
+  // rounds that ended in an error, rows deleted.
+  int64_t runs() const { return runs_.load(std::memory_order_relaxed); }
+  int64_t errors() const { return errors_.load(std::memory_order_relaxed); }
+  int64_t rows_removed() const {
+    return rows_removed_.load(std::memory_order_relaxed);
+  }
+
  private:
   IdempotencyStore* const store_;
   const Options options_;
+  std::atomic<int64_t> runs_{0};
+  std::atomic<int64_t> errors_{0};
+  std::atomic<int64_t> rows_removed_{0};
   absl::Notification stop_;
   std::thread thread_;
 };

@@ -61,6 +61,7 @@ class FakeStore : public IdempotencyStore {
     return 0;
   }
   absl::Status Ping(absl::Time) override { return absl::OkStatus(); }
+  absl::StatusOr<StoreStats> Stats(absl::Time) override { return StoreStats{}; }
 };
 
 }  // namespace idem

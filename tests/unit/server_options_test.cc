@@ -30,6 +30,8 @@ TEST(ValidateOptionsTest, NamesTheFlagOutOfRange) {
       {"--sweep_interval", [](Server::Options* o) { o->sweep_interval = absl::ZeroDuration(); }},
       {"--health_check_interval", [](Server::Options* o) { o->health_check_interval = -absl::Seconds(1); }},
       {"--statement_timeout", [](Server::Options* o) { o->statement_timeout = absl::ZeroDuration(); }},
+      {"--metrics_listen", [](Server::Options* o) { o->metrics_listen = "9464"; }},
+      {"--metrics_collect_interval", [](Server::Options* o) { o->metrics_collect_interval = absl::ZeroDuration(); }},
   };
   for (const Case& c : cases) {
     Server::Options options = Valid();
