@@ -128,6 +128,16 @@ class ReplicatedPostgres {
                             "/primary -m immediate -w stop >/dev/null"));
   }
 
+  // Fences the primary the way a planned switchover does: every session,
+  // including the ones already open, becomes read-only (SQLSTATE 25006 on
+  // a write), and libpq's target_session_attrs=read-write skips the host.
+  void FencePrimaryReadOnly() {
+    pqxx::connection c(NodeUrl(primary_port_, "postgres"));
+    pqxx::nontransaction tx(c);
+    tx.exec("ALTER SYSTEM SET default_transaction_read_only = on");
+    tx.exec("SELECT pg_reload_conf()");
+  }
+
   bool PromoteStandby() {
     return Run(absl::StrCat(PgBin("pg_ctl"), " -D ", dir_,
                             "/standby -w -t 30 promote >/dev/null"));
@@ -459,6 +469,65 @@ TEST(FailoverTest, ThreeReplicasRoundRobinSurvivePrimaryFailover) {
                ms(stats.last_error - kill_at),
                static_cast<long long>(stats.max_token_before),
                static_cast<long long>(stats.min_token_after), ms(kill_at - test_start));
+}
+
+// A planned switchover: the primary is fenced read-only while idemd holds
+// open connections to it, then the standby is promoted. A write on a fenced
+// connection fails with SQLSTATE 25006 (read_only_sql_transaction); idemd
+// must answer UNAVAILABLE (retry) and replace the connection, so that libpq
+// finds the new primary, not answer INTERNAL on the same connection forever.
+TEST(FailoverTest, FencedReadOnlyPrimaryIsUnavailableThenTheNewPrimaryIsFound) {
+  ReplicatedPostgres pg(IDEM_TEST_FAILOVER_DIR);
+  ASSERT_TRUE(pg.Start());
+  {
+    pqxx::connection c(ReplicatedPostgres::NodeUrl(pg.primary_port(), "postgres"));
+    pqxx::nontransaction(c).exec("CREATE DATABASE idem");
+  }
+  const std::string url = pg.FollowPrimaryUrl("idem");
+  ASSERT_EQ(std::system(absl::StrCat(IDEM_TEST_IDEMCTL, " migrate --postgres='", url,
+                                     "' >/dev/null")
+                            .c_str()),
+            0);
+  IdemdProcess idemd(url, {"--pool_size=2"});
+  ASSERT_TRUE(idemd.serving());
+  const std::string scope = absl::StrCat("test/fenced/", getpid());
+  auto begin_and_complete = [&](const std::string& key) -> absl::Status {
+    absl::StatusOr<BeginResponse> begun = idemd.client().Begin(scope, key, "charge");
+    if (!begun.ok()) return begun.status();
+    CompleteRequest complete;
+    complete.set_scope(scope);
+    complete.set_key(key);
+    complete.set_lease_token(begun->lease_token());
+    complete.set_response("receipt " + key);
+    return idemd.client().Complete(complete).status();
+  };
+  // Open the pool's connections to the primary.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(begin_and_complete(absl::StrCat("warm", i)).ok());
+  }
+
+  pg.FencePrimaryReadOnly();
+  absl::SleepFor(absl::Milliseconds(300));  // Sessions apply the reload.
+  for (int i = 0; i < 3; ++i) {
+    const absl::Status fenced = begin_and_complete(absl::StrCat("fenced", i));
+    EXPECT_EQ(fenced.code(), absl::StatusCode::kUnavailable) << fenced;
+  }
+
+  ASSERT_TRUE(pg.PromoteStandby());
+  absl::Status after = absl::UnknownError("never tried");
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  for (int i = 0; absl::Now() < give_up; ++i) {
+    after = begin_and_complete(absl::StrCat("after", i));
+    if (after.ok()) break;
+    EXPECT_EQ(after.code(), absl::StatusCode::kUnavailable) << after;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(after.ok()) << "idemd never reached the new primary: " << after;
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<Record> r = idemd.client().Get(scope, absl::StrCat("warm", i));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status(), Record::COMPLETED);
+  }
 }
 
 }  // namespace
