@@ -13,8 +13,12 @@ namespace idem {
 namespace {
 
 PqxxFailure FromSqlState(const std::string& state, const char* what) {
+  // 25006 read_only_sql_transaction: this connection's server no longer
+  // takes writes (a primary fenced read-only for a switchover, or a standby
+  // reached without target_session_attrs=read-write). Another connection
+  // may reach the primary, so this one is replaced like a lost one.
   if (absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" ||
-      state == "57P03") {
+      state == "57P03" || state == "25006") {
     LOG(WARNING) << "database connection lost (SQLSTATE " << state << "): " << what;
     return {absl::UnavailableError(
                 absl::StrCat("database unavailable (SQLSTATE ", state, ")")),

@@ -20,7 +20,9 @@ struct PqxxFailure {
 
 // Classifies `error`. Messages name the kind of failure and the SQLSTATE,
 // never SQL text or values; the full libpqxx message is logged instead.
-//   broken connection, SQLSTATE 08xxx, 57P01-57P03  -> UNAVAILABLE
+//   broken connection, SQLSTATE 08xxx, 57P01-57P03,
+//   25006 read-only transaction (server is not the primary)
+//                                                   -> UNAVAILABLE, lost
 //   40001 serialization, 40P01 deadlock             -> ABORTED
 //     (libpqxx 6 throws these as transaction_rollback, not sql_error)
 //   57014 statement timeout / cancel                -> DEADLINE_EXCEEDED

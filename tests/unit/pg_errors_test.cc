@@ -40,6 +40,11 @@ TEST(ClassifyPqxxExceptionTest, EachKindGetsItsCode) {
        absl::StatusCode::kUnavailable, true},
       {Classify(pqxx::sql_error("connection failure", "SELECT 1", "08006")),
        absl::StatusCode::kUnavailable, true},
+      // A write on a server that is read-only (fenced for a switchover, or a
+      // standby): the connection is replaced so libpq can find the primary.
+      {Classify(pqxx::sql_error("cannot execute INSERT in a read-only transaction",
+                                "INSERT INTO t", "25006")),
+       absl::StatusCode::kUnavailable, true},
       {Classify(pqxx::sql_error("out of memory", "SELECT 1", "53200")),
        absl::StatusCode::kResourceExhausted, false},
       {Classify(pqxx::sql_error("syntax error", "SELEC secret", "42601")),
