@@ -5,6 +5,7 @@
 
 #include "absl/time/clock.h"
 #include "server/grpc_status.h"
+#include "server/rpc_log.h"
 #include "server/proto_time.h"
 #include "server/request_validation.h"
 
@@ -33,6 +34,13 @@ const grpc::Status kOverloaded(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                "idemd is overloaded (work queue full); retry "
                                "with backoff");
 
+// The attempt the answer's record is at, for the log line (0: none).
+template <typename Response>
+int AttemptOf(const Response& response) {
+  return response.has_record() ? response.record().attempt() : 0;
+}
+int AttemptOf(const idem::v1::BatchBeginResponse&) { return 0; }
+
 // The outcome label of an answered call: only Begin has one.
 template <typename Response>
 std::string OutcomeOf(const Response&) {
@@ -49,13 +57,16 @@ void RecordItems(RpcMetrics* metrics, const idem::v1::BatchBeginResponse& respon
 
 }  // namespace
 
-template <typename Response>
+template <typename Request, typename Response>
 void GrpcService::RecordFinished(const char* method, absl::Time start,
-                                 const grpc::Status& status,
+                                 const Request& request, const grpc::Status& status,
                                  const Response& response) {
-  metrics_->Record(method, status, status.ok() ? OutcomeOf(response) : "",
-                   absl::Now() - start);
+  const absl::Duration latency = absl::Now() - start;
+  const std::string outcome = status.ok() ? OutcomeOf(response) : "";
+  metrics_->Record(method, status, outcome, latency);
   if (status.ok()) RecordItems(metrics_, response);
+  LogRpc(method, DescribeRequest(request), status, outcome,
+         status.ok() ? AttemptOf(response) : 0, latency);
 }
 
 // Runs a Begin with `wait` until it has an answer. Each try runs on a
@@ -155,7 +166,7 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
 
   // Records the answer, then finishes.
   void Answer(const grpc::Status& status) {
-    service_->RecordFinished("Begin", start_, status, *response_);
+    service_->RecordFinished("Begin", start_, *request_, status, *response_);
     Finish(status);
   }
 
@@ -190,8 +201,9 @@ grpc::ServerUnaryReactor* GrpcService::Dispatch(
   const absl::Time start = absl::Now();
   const absl::Time deadline = CallDeadline(*context);
   // Records the answer, then finishes (after which `response` is gone).
-  auto answer = [this, reactor, method, start, response](const grpc::Status& status) {
-    RecordFinished(method, start, status, *response);
+  auto answer = [this, reactor, method, start, request, response](
+                    const grpc::Status& status) {
+    RecordFinished(method, start, *request, status, *response);
     reactor->Finish(status);
   };
   const bool queued = workers_->TrySchedule([=] {

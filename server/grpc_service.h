@@ -64,8 +64,8 @@ class GrpcService final : public idem::v1::Idempotency::CallbackService {
 
   // Records the call's end in metrics_; `response` is read only when
   // `status` is OK.
-  template <typename Response>
-  void RecordFinished(const char* method, absl::Time start,
+  template <typename Request, typename Response>
+  void RecordFinished(const char* method, absl::Time start, const Request& request,
                       const grpc::Status& status, const Response& response);
 
   class WaitingBeginReactor;
