@@ -268,6 +268,14 @@ std::string CloseLabels(const std::string& open) {
 
 std::string MetricsRegistry::Render() const {
   std::string out;
+  // Counters and gauges render alike: one line per label set.
+  auto render_values = [&out](const std::string& name, const auto& family) {
+    absl::ReaderMutexLock family_lock(&family.mu_);
+    for (const auto& [values, child] : family.children_) {
+      absl::StrAppend(&out, name, CloseLabels(OpenLabels(family.label_names_, values)),
+                      " ", FormatValue(child->value()), "\n");
+    }
+  };
   absl::MutexLock lock(&mu_);
   for (const auto& e : entries_) {
     absl::StrAppend(&out, "# HELP ", e->name, " ", EscapeHelp(e->help), "\n",
@@ -275,19 +283,9 @@ std::string MetricsRegistry::Render() const {
     if (e->read) {
       absl::StrAppend(&out, e->name, " ", FormatValue(e->read()), "\n");
     } else if (e->counters) {
-      absl::ReaderMutexLock family_lock(&e->counters->mu_);
-      for (const auto& [values, child] : e->counters->children_) {
-        absl::StrAppend(&out, e->name,
-                        CloseLabels(OpenLabels(e->counters->label_names_, values)),
-                        " ", FormatValue(child->value()), "\n");
-      }
+      render_values(e->name, *e->counters);
     } else if (e->gauges) {
-      absl::ReaderMutexLock family_lock(&e->gauges->mu_);
-      for (const auto& [values, child] : e->gauges->children_) {
-        absl::StrAppend(&out, e->name,
-                        CloseLabels(OpenLabels(e->gauges->label_names_, values)),
-                        " ", FormatValue(child->value()), "\n");
-      }
+      render_values(e->name, *e->gauges);
     } else if (e->histograms) {
       absl::ReaderMutexLock family_lock(&e->histograms->mu_);
       for (const auto& [values, child] : e->histograms->children_) {

@@ -339,19 +339,29 @@ int64_t Acknowledged(LoadStats& stats) {
   return static_cast<int64_t>(stats.acknowledged.size());
 }
 
-TEST(FailoverTest, ThreeReplicasRoundRobinSurvivePrimaryFailover) {
-  const absl::Time test_start = absl::Now();
-  ReplicatedPostgres pg(IDEM_TEST_FAILOVER_DIR);
-  ASSERT_TRUE(pg.Start());
+// Creates database idem on the primary, migrates it with idemctl, and
+// returns the URL that follows the primary ("" after a test failure).
+std::string CreateMigratedIdemDatabase(ReplicatedPostgres& pg) {
   {
     pqxx::connection c(ReplicatedPostgres::NodeUrl(pg.primary_port(), "postgres"));
     pqxx::nontransaction(c).exec("CREATE DATABASE idem");
   }
   const std::string url = pg.FollowPrimaryUrl("idem");
-  ASSERT_EQ(std::system(absl::StrCat(IDEM_TEST_IDEMCTL, " migrate --postgres='", url,
-                                     "' >/dev/null")
-                            .c_str()),
-            0);
+  const std::string migrate =
+      absl::StrCat(IDEM_TEST_IDEMCTL, " migrate --postgres='", url, "' >/dev/null");
+  if (std::system(migrate.c_str()) != 0) {
+    ADD_FAILURE() << "failed: " << migrate;
+    return "";
+  }
+  return url;
+}
+
+TEST(FailoverTest, ThreeReplicasRoundRobinSurvivePrimaryFailover) {
+  const absl::Time test_start = absl::Now();
+  ReplicatedPostgres pg(IDEM_TEST_FAILOVER_DIR);
+  ASSERT_TRUE(pg.Start());
+  const std::string url = CreateMigratedIdemDatabase(pg);
+  ASSERT_FALSE(url.empty());
 
   std::vector<std::unique_ptr<IdemdProcess>> replicas;
   std::vector<std::string> addresses;
@@ -479,15 +489,8 @@ TEST(FailoverTest, ThreeReplicasRoundRobinSurvivePrimaryFailover) {
 TEST(FailoverTest, FencedReadOnlyPrimaryIsUnavailableThenTheNewPrimaryIsFound) {
   ReplicatedPostgres pg(IDEM_TEST_FAILOVER_DIR);
   ASSERT_TRUE(pg.Start());
-  {
-    pqxx::connection c(ReplicatedPostgres::NodeUrl(pg.primary_port(), "postgres"));
-    pqxx::nontransaction(c).exec("CREATE DATABASE idem");
-  }
-  const std::string url = pg.FollowPrimaryUrl("idem");
-  ASSERT_EQ(std::system(absl::StrCat(IDEM_TEST_IDEMCTL, " migrate --postgres='", url,
-                                     "' >/dev/null")
-                            .c_str()),
-            0);
+  const std::string url = CreateMigratedIdemDatabase(pg);
+  ASSERT_FALSE(url.empty());
   IdemdProcess idemd(url, {"--pool_size=2"});
   ASSERT_TRUE(idemd.serving());
   const std::string scope = absl::StrCat("test/fenced/", getpid());
