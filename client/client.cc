@@ -35,6 +35,10 @@ std::string Client::RequestHash(absl::string_view request_bytes) {
   grpc::ClientContext context;                                            \
   context.set_deadline(absl::ToChronoTime(deadline));                     \
   context.set_wait_for_ready(options_.wait_for_ready);                    \
+  if (!options_.bearer_token.empty()) {                                   \
+    context.AddMetadata("authorization",                                  \
+                        "Bearer " + options_.bearer_token);               \
+  }                                                                       \
   const absl::Status status =                                             \
       ToAbslStatus(stub_->method(&context, request, &response));          \
   if (!status.ok()) return status

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "server/grpc_status.h"
@@ -55,7 +56,31 @@ void RecordItems(RpcMetrics* metrics, const idem::v1::BatchBeginResponse& respon
   metrics->RecordBatchItems(response);
 }
 
+// The scopes a request names.
+template <typename Request>
+std::vector<absl::string_view> ScopesOf(const Request& request) {
+  return {request.scope()};
+}
+std::vector<absl::string_view> ScopesOf(const idem::v1::BatchBeginRequest& request) {
+  std::vector<absl::string_view> scopes;
+  scopes.reserve(request.requests_size());
+  for (const idem::v1::BeginRequest& r : request.requests()) scopes.push_back(r.scope());
+  return scopes;
+}
+
 }  // namespace
+
+template <typename Request>
+absl::Status GrpcService::Authorize(const grpc::CallbackServerContext& context,
+                                    const Request& request) const {
+  if (authorizer_ == nullptr) return absl::OkStatus();
+  std::vector<absl::string_view> authorization;
+  const auto range = context.client_metadata().equal_range("authorization");
+  for (auto it = range.first; it != range.second; ++it) {
+    authorization.emplace_back(it->second.data(), it->second.size());
+  }
+  return authorizer_->Check(authorization, ScopesOf(request));
+}
 
 template <typename Request, typename Response>
 void GrpcService::RecordFinished(const char* method, absl::Time start,
@@ -188,8 +213,13 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
 };
 
 GrpcService::GrpcService(IdempotencyService* service, WorkerPool* workers,
-                         KeyWaiters* waiters, RpcMetrics* metrics)
-    : service_(service), workers_(workers), waiters_(waiters), metrics_(metrics) {}
+                         KeyWaiters* waiters, RpcMetrics* metrics,
+                         const Authorizer* authorizer)
+    : service_(service),
+      workers_(workers),
+      waiters_(waiters),
+      metrics_(metrics),
+      authorizer_(authorizer) {}
 
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* GrpcService::Dispatch(
@@ -206,6 +236,11 @@ grpc::ServerUnaryReactor* GrpcService::Dispatch(
     RecordFinished(method, start, *request, status, *response);
     reactor->Finish(status);
   };
+  // Before any store work; on gRPC's thread (a SHA-256, no I/O).
+  if (const absl::Status allowed = Authorize(*context, *request); !allowed.ok()) {
+    answer(ToGrpcStatus(allowed));
+    return reactor;
+  }
   const bool queued = workers_->TrySchedule([=] {
     if (context->IsCancelled()) {
       answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran"));
@@ -227,7 +262,9 @@ grpc::ServerUnaryReactor* GrpcService::Dispatch(
 grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* context,
                                              const idem::v1::BeginRequest* request,
                                              idem::v1::BeginResponse* response) {
-  if (request->has_wait() && RequestedWait(*request) > absl::ZeroDuration()) {
+  // A Begin refused by Authorize() goes through Dispatch, which answers.
+  if (request->has_wait() && RequestedWait(*request) > absl::ZeroDuration() &&
+      Authorize(*context, *request).ok()) {
     auto* reactor = new WaitingBeginReactor(this, context, request, response);
     reactor->Start();
     return reactor;

@@ -12,6 +12,12 @@
 // gets another outcome or the wait ends (then IN_PROGRESS). Cancelling the
 // call removes its waiter.
 //
+// With an Authorizer, every call is checked before any store work, in one
+// place (Authorize(), called by Dispatch and by Begin before it parks):
+// UNAUTHENTICATED without a known bearer token, PERMISSION_DENIED when a
+// scope (any of a BatchBegin's) is not the caller's. Health and reflection
+// are other services and stay open.
+//
 // Every call's end is recorded in RpcMetrics (method, status code, Begin
 // outcome, latency) just before the reactor finishes.
 //
@@ -20,6 +26,7 @@
 #define IDEM_SERVER_GRPC_SERVICE_H_
 
 #include "idem/v1/idempotency.grpc.pb.h"
+#include "server/authorizer.h"
 #include "server/idempotency_service.h"
 #include "server/key_waiters.h"
 #include "server/rpc_metrics.h"
@@ -29,9 +36,11 @@ namespace idem {
 
 class GrpcService final : public idem::v1::Idempotency::CallbackService {
  public:
-  // All must outlive the gRPC server.
+  // All must outlive the gRPC server. `authorizer` null: every caller may
+  // use every scope.
   GrpcService(IdempotencyService* service, WorkerPool* workers,
-              KeyWaiters* waiters, RpcMetrics* metrics);
+              KeyWaiters* waiters, RpcMetrics* metrics,
+              const Authorizer* authorizer = nullptr);
 
   grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext* context,
                                   const idem::v1::BeginRequest* request,
@@ -62,6 +71,11 @@ class GrpcService final : public idem::v1::Idempotency::CallbackService {
       absl::Status (IdempotencyService::*method_fn)(const Request&, absl::Time,
                                                     Response*));
 
+  // OK when the caller may use every scope `request` names.
+  template <typename Request>
+  absl::Status Authorize(const grpc::CallbackServerContext& context,
+                         const Request& request) const;
+
   // Records the call's end in metrics_; `response` is read only when
   // `status` is OK.
   template <typename Request, typename Response>
@@ -74,6 +88,7 @@ class GrpcService final : public idem::v1::Idempotency::CallbackService {
   WorkerPool* const workers_;
   KeyWaiters* const waiters_;
   RpcMetrics* const metrics_;
+  const Authorizer* const authorizer_;
 };
 
 }  // namespace idem

@@ -41,6 +41,17 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
 ABSL_FLAG(std::string, metrics_listen, "",
           "Prometheus metrics address, host:port (HTTP GET /metrics); empty: off");
 
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain for TLS (with --tls_key); empty: plaintext");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for TLS (with --tls_cert)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates: require client certificates they signed "
+          "(mutual TLS; needs --tls_cert)");
+ABSL_FLAG(std::string, auth_file, "",
+          "per-scope authorization: lines '<sha256-hex-of-token> "
+          "<scope-prefix>[,...]'; callers send 'authorization: Bearer "
+          "<token>'; empty: off");
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "idemd: the idem idempotency service.\n"
@@ -80,6 +91,10 @@ int main(int argc, char** argv) {
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.max_waiters = absl::GetFlag(FLAGS_max_waiters);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.auth_file = absl::GetFlag(FLAGS_auth_file);
 
   // One thread takes SIGINT/SIGTERM, during start-up as well as after.
   absl::Notification stop;

@@ -1,7 +1,17 @@
 #include "server/server.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <glog/logging.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -49,11 +59,79 @@ absl::Status AwaitSchema(const Server::Options& options) {
   }
 }
 
+// The contents of the file `flag` names.
+absl::StatusOr<std::string> ReadFlagFile(const char* flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path));
+  }
+  return text.str();
+}
+
+// Whether `pem` holds at least one certificate (want_key false) or a
+// private key (want_key true) that OpenSSL can parse.
+bool PemHolds(const std::string& pem, bool want_key) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (bio == nullptr) return false;
+  bool ok = false;
+  if (want_key) {
+    EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+    ok = key != nullptr;
+    EVP_PKEY_free(key);
+  } else {
+    X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    ok = cert != nullptr;
+    X509_free(cert);
+  }
+  BIO_free(bio);
+  ERR_clear_error();  // A failed read leaves errors behind on this thread.
+  return ok;
+}
+
+absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path,
+                                    bool want_key) {
+  absl::StatusOr<std::string> pem = ReadFlagFile(flag, path);
+  if (!pem.ok()) return pem.status();
+  if (!PemHolds(*pem, want_key)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", path, " holds no PEM ",
+                     want_key ? "private key" : "certificate"));
+  }
+  return pem;
+}
+
 }  // namespace
 
-Server::Server(const Options& options)
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const Server::Options& options) {
+  if (options.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  absl::StatusOr<std::string> cert = ReadPem("--tls_cert", options.tls_cert, false);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem("--tls_key", options.tls_key, true);
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  if (!options.tls_client_ca.empty()) {
+    absl::StatusOr<std::string> ca =
+        ReadPem("--tls_client_ca", options.tls_client_ca, false);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+    ssl.client_certificate_request =
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+Server::Server(const Options& options, std::unique_ptr<const Authorizer> authorizer)
     : options_(options),
       rpc_metrics_(&metrics_),
+      authorizer_(std::move(authorizer)),
       store_(PostgresStore::Options{options.postgres_url,
                                     options.pool_size + kBackgroundConnections,
                                     options.statement_timeout}),
@@ -61,7 +139,8 @@ Server::Server(const Options& options)
       workers_(options.pool_size, options.max_queued_calls),
       waiters_(options.max_waiters),
       listener_(options.postgres_url, &waiters_),
-      grpc_service_(&service_, &workers_, &waiters_, &rpc_metrics_),
+      grpc_service_(&service_, &workers_, &waiters_, &rpc_metrics_,
+                    authorizer_.get()),
       sweeper_(&store_, Sweeper::Options{options.sweep_interval, options.sweep_batch}) {
   RegisterMetrics();
 }
@@ -133,6 +212,15 @@ absl::Status ValidateOptions(const Server::Options& options) {
     return absl::InvalidArgumentError(
         "--max_response_bytes must be between 0 and 1 GiB");
   }
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        options.tls_cert.empty() ? "--tls_key needs --tls_cert (both or neither)"
+                                 : "--tls_cert needs --tls_key (both or neither)");
+  }
+  if (!options.tls_client_ca.empty() && options.tls_cert.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_client_ca needs --tls_cert and --tls_key");
+  }
   if (!options.metrics_listen.empty()) {
     if (absl::Status s = ParseHostPort(options.metrics_listen).status(); !s.ok()) {
       return s;
@@ -152,9 +240,22 @@ absl::Status ValidateOptions(const Server::Options& options) {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& options) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  // Files first: a bad one stops start-up before any wait for PostgreSQL.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  std::unique_ptr<const Authorizer> authorizer;
+  if (!options.auth_file.empty()) {
+    absl::StatusOr<std::unique_ptr<Authorizer>> loaded =
+        Authorizer::LoadFile(options.auth_file);
+    if (!loaded.ok()) return loaded.status();
+    LOG(INFO) << "authorization on: " << (*loaded)->callers() << " caller(s) in "
+              << options.auth_file;
+    authorizer = *std::move(loaded);
+  }
   if (absl::Status s = AwaitSchema(options); !s.ok()) return s;
 
-  std::unique_ptr<Server> server(new Server(options));
+  std::unique_ptr<Server> server(new Server(options, std::move(authorizer)));
   if (!options.metrics_listen.empty()) {
     // Before gRPC: a metrics port that cannot be bound stops start-up.
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
@@ -167,8 +268,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(&server->grpc_service_);
   const int64_t max_message = std::min<int64_t>(
       options.max_response_bytes + kReceiveSlackBytes, INT32_MAX);
@@ -187,7 +287,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   server->sweeper_.Start();
   if (server->stats_collector_) server->stats_collector_->Start();
   LOG(INFO) << "idemd serving idem.v1.Idempotency on " << options.listen
-            << " (port " << server->port_ << "), pool " << options.pool_size;
+            << " (port " << server->port_ << "), pool " << options.pool_size
+            << (options.tls_cert.empty()         ? ", plaintext"
+                : options.tls_client_ca.empty() ? ", TLS"
+                                                : ", mutual TLS")
+            << (server->authorizer_ ? ", per-scope authorization" : "");
   return server;
 }
 

@@ -22,11 +22,13 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "server/authorizer.h"
 #include "server/grpc_service.h"
 #include "server/health_monitor.h"
 #include "server/idempotency_service.h"
@@ -72,6 +74,16 @@ class Server {
     // How often the metrics that need a database query (sweeper lag, keys
     // in progress past their lease) are refreshed.
     absl::Duration metrics_collect_interval = absl::Seconds(15);
+    // TLS: PEM files of the server's certificate chain and private key (both
+    // or neither; neither: plaintext). tls_client_ca (needs both): PEM CA
+    // certificates; clients must then present a certificate it signed
+    // (mutual TLS).
+    std::string tls_cert;
+    std::string tls_key;
+    std::string tls_client_ca;
+    // Per-scope authorization (server/authorizer.h for the format); empty:
+    // every caller may use every scope.
+    std::string auth_file;
     // When notified, start-up stops waiting for PostgreSQL (CANCELLED).
     const absl::Notification* cancel_startup = nullptr;
   };
@@ -98,7 +110,7 @@ class Server {
   size_t waiting_calls() const { return waiters_.size(); }
 
  private:
-  explicit Server(const Options& options);
+  Server(const Options& options, std::unique_ptr<const Authorizer> authorizer);
   // Adds the metrics that read the parts' own counters and sizes.
   void RegisterMetrics();
 
@@ -109,6 +121,7 @@ class Server {
   // Declared in dependency order: destroyed bottom-up.
   MetricsRegistry metrics_;
   RpcMetrics rpc_metrics_;
+  const std::unique_ptr<const Authorizer> authorizer_;
   PostgresStore store_;
   IdempotencyService service_;
   WorkerPool workers_;
@@ -124,6 +137,12 @@ class Server {
 
 // INVALID_ARGUMENT naming the first option (flag) out of range.
 absl::Status ValidateOptions(const Server::Options& options);
+
+// The gRPC server credentials the options ask for: insecure, TLS or mutual
+// TLS. INVALID_ARGUMENT naming the flag when a file cannot be read or holds
+// no PEM certificate / private key.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const Server::Options& options);
 
 }  // namespace idem
 

@@ -31,6 +31,9 @@ TEST(ValidateOptionsTest, NamesTheFlagOutOfRange) {
       {"--health_check_interval", [](Server::Options* o) { o->health_check_interval = -absl::Seconds(1); }},
       {"--statement_timeout", [](Server::Options* o) { o->statement_timeout = absl::ZeroDuration(); }},
       {"--metrics_listen", [](Server::Options* o) { o->metrics_listen = "9464"; }},
+      {"--tls_key", [](Server::Options* o) { o->tls_cert = "cert.pem"; }},
+      {"--tls_cert", [](Server::Options* o) { o->tls_key = "key.pem"; }},
+      {"--tls_client_ca", [](Server::Options* o) { o->tls_client_ca = "ca.pem"; }},
       {"--metrics_collect_interval", [](Server::Options* o) { o->metrics_collect_interval = absl::ZeroDuration(); }},
   };
   for (const Case& c : cases) {

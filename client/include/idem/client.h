@@ -24,6 +24,20 @@
 //     ...
 //   }
 //
+// Security (idemd --tls_cert/--tls_key, --tls_client_ca, --auth_file): TLS
+// is the channel's business, the bearer token the Client's:
+//   grpc::SslCredentialsOptions tls;
+//   tls.pem_root_certs = ReadFile("ca.pem");       // CA that signed idemd's cert
+//   tls.pem_cert_chain = ReadFile("client.pem");   // mutual TLS only
+//   tls.pem_private_key = ReadFile("client.key");  // mutual TLS only
+//   idem::ClientOptions options;
+//   options.bearer_token = std::getenv("IDEM_TOKEN");
+//   idem::Client client(
+//       grpc::CreateChannel("idem.internal:50051", grpc::SslCredentials(tls)),
+//       options);
+// The host name in the target must match a name (DNS or IP SAN) in idemd's
+// certificate. Every call, RunOnce's included, carries the token.
+//
 // Thread safety: a Client is safe for concurrent use from many threads.
 #ifndef IDEM_CLIENT_CLIENT_H_
 #define IDEM_CLIENT_CLIENT_H_
@@ -48,6 +62,9 @@ struct ClientOptions {
   // idemd restart, waits for it within its deadline instead of failing
   // UNAVAILABLE at once (gRPC's wait_for_ready).
   bool wait_for_ready = true;
+  // Non-empty: every call sends metadata "authorization: Bearer <token>"
+  // (idemd --auth_file). Send it over TLS only: it is a secret.
+  std::string bearer_token;
 };
 
 struct BeginOptions {
