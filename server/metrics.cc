@@ -227,21 +227,21 @@ HistogramFamily* MetricsRegistry::AddHistogram(const std::string& name,
 void MetricsRegistry::AddCounterCallback(const std::string& name,
                                          const std::string& help,
                                          std::function<double()> read) {
-  auto entry = std::make_unique<Entry>();
-  entry->name = name;
-  entry->help = help;
-  entry->type = "counter";
-  entry->read = std::move(read);
-  AddEntry(std::move(entry));
+  AddCallback(name, help, "counter", std::move(read));
 }
 
 void MetricsRegistry::AddGaugeCallback(const std::string& name,
                                        const std::string& help,
                                        std::function<double()> read) {
+  AddCallback(name, help, "gauge", std::move(read));
+}
+
+void MetricsRegistry::AddCallback(const std::string& name, const std::string& help,
+                                  const char* type, std::function<double()> read) {
   auto entry = std::make_unique<Entry>();
   entry->name = name;
   entry->help = help;
-  entry->type = "gauge";
+  entry->type = type;
   entry->read = std::move(read);
   AddEntry(std::move(entry));
 }

@@ -148,6 +148,10 @@ class MetricsRegistry {
  private:
   struct Entry;
   void AddEntry(std::unique_ptr<Entry> entry) ABSL_LOCKS_EXCLUDED(mu_);
+  // A metric whose value `read` returns at each render; `type` is its TYPE.
+  void AddCallback(const std::string& name, const std::string& help,
+                   const char* type, std::function<double()> read)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
