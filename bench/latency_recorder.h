@@ -34,7 +34,11 @@ class LatencyRecorder {
 
   // Bucket layout, public for tests.
   static constexpr int kSubBits = 6;  // 64 sub-buckets per power of two
-  static constexpr int kBuckets = (64 - kSubBits) * (1 << kSubBits) + (1 << kSubBits);
+  // Samples are int64_t, so the top bit set is bit 62 and BucketOf never
+  // exceeds (62 - kSubBits) * kSub + 2 * kSub - 1: exactly kBuckets - 1.
+  // (A 64-bit layout had 64 more buckets nobody could reach, whose bounds
+  // overflow int64_t: UBSan's signed-overflow finding in bench_latency_test.)
+  static constexpr int kBuckets = (63 - kSubBits) * (1 << kSubBits) + (1 << kSubBits);
   static int BucketOf(int64_t nanos);
   static int64_t BucketLow(int bucket);
   static int64_t BucketWidth(int bucket);

@@ -65,6 +65,9 @@ TEST(AuthorizerTest, ChecksTokenThenEveryScope) {
   ASSERT_TRUE(auth.ok()) << auth.status();
   EXPECT_EQ((*auth)->callers(), 3u);
 
+  // Owned here: Case holds string_views, and a temporary in the array's
+  // initializer would be destroyed before the loop reads it (ASan found it).
+  const std::string bearer_hash = absl::StrCat("Bearer ", Authorizer::TokenHash("token-a"));
   struct Case {
     Strings authorization;
     Strings scopes;
@@ -79,7 +82,7 @@ TEST(AuthorizerTest, ChecksTokenThenEveryScope) {
       {{"Bearer token-a", "Bearer token-a"}, {"tenant-a"},
        absl::StatusCode::kUnauthenticated},
       // The hash itself is not a token.
-      {{absl::StrCat("Bearer ", Authorizer::TokenHash("token-a"))}, {"tenant-a"},
+      {{bearer_hash}, {"tenant-a"},
        absl::StatusCode::kUnauthenticated},
       {{"Bearer token-a"}, {"tenant-a"}, absl::StatusCode::kOk},
       {{"bearer token-a"}, {"tenant-a/x"}, absl::StatusCode::kOk},
