@@ -171,14 +171,20 @@ void CheckLabelNames(const std::vector<std::string>& names) {
 }
 }  // namespace
 
+std::unique_ptr<MetricsRegistry::Entry> MetricsRegistry::NewEntry(
+    const std::string& name, const std::string& help, const char* type) {
+  auto entry = std::make_unique<Entry>();
+  entry->name = name;
+  entry->help = help;
+  entry->type = type;
+  return entry;
+}
+
 CounterFamily* MetricsRegistry::AddCounter(const std::string& name,
                                            const std::string& help,
                                            std::vector<std::string> label_names) {
   CheckLabelNames(label_names);
-  auto entry = std::make_unique<Entry>();
-  entry->name = name;
-  entry->help = help;
-  entry->type = "counter";
+  auto entry = NewEntry(name, help, "counter");
   entry->counters.reset(new CounterFamily(
       name, help, std::move(label_names), [] { return std::make_unique<Counter>(); }));
   CounterFamily* family = entry->counters.get();
@@ -190,10 +196,7 @@ GaugeFamily* MetricsRegistry::AddGauge(const std::string& name,
                                        const std::string& help,
                                        std::vector<std::string> label_names) {
   CheckLabelNames(label_names);
-  auto entry = std::make_unique<Entry>();
-  entry->name = name;
-  entry->help = help;
-  entry->type = "gauge";
+  auto entry = NewEntry(name, help, "gauge");
   entry->gauges.reset(new GaugeFamily(name, help, std::move(label_names),
                                       [] { return std::make_unique<Gauge>(); }));
   GaugeFamily* family = entry->gauges.get();
@@ -210,10 +213,7 @@ HistogramFamily* MetricsRegistry::AddHistogram(const std::string& name,
         std::adjacent_find(bounds.begin(), bounds.end()) == bounds.end())
       << "bucket bounds of " << name << " must be strictly increasing";
   CHECK(bounds.empty() || !std::isinf(bounds.back())) << "+Inf is implicit";
-  auto entry = std::make_unique<Entry>();
-  entry->name = name;
-  entry->help = help;
-  entry->type = "histogram";
+  auto entry = NewEntry(name, help, "histogram");
   entry->bounds = std::move(bounds);
   const std::vector<double>* shared_bounds = &entry->bounds;
   entry->histograms.reset(new HistogramFamily(
@@ -238,10 +238,7 @@ void MetricsRegistry::AddGaugeCallback(const std::string& name,
 
 void MetricsRegistry::AddCallback(const std::string& name, const std::string& help,
                                   const char* type, std::function<double()> read) {
-  auto entry = std::make_unique<Entry>();
-  entry->name = name;
-  entry->help = help;
-  entry->type = type;
+  auto entry = NewEntry(name, help, type);
   entry->read = std::move(read);
   AddEntry(std::move(entry));
 }

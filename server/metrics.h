@@ -147,6 +147,8 @@ class MetricsRegistry {
 
  private:
   struct Entry;
+  static std::unique_ptr<Entry> NewEntry(const std::string& name,
+                                         const std::string& help, const char* type);
   void AddEntry(std::unique_ptr<Entry> entry) ABSL_LOCKS_EXCLUDED(mu_);
   // A metric whose value `read` returns at each render; `type` is its TYPE.
   void AddCallback(const std::string& name, const std::string& help,
