@@ -6,6 +6,7 @@
 
 #include "server/conninfo.h"
 #include "server/pg_errors.h"
+#include "server/statement_timeout.h"
 
 namespace idem {
 
@@ -55,20 +56,37 @@ absl::StatusOr<PooledConnection> ConnectionPool::Acquire(absl::Time deadline) {
     s.connection.reset();  // An older generation's connection is dropped.
     s.generation = generation_;
   }
-  if (connection == nullptr || !connection->is_open()) {
-    try {
+  const bool fresh = connection == nullptr || !connection->is_open();
+  try {
+    if (fresh) {
       connection = std::make_unique<pqxx::connection>(conninfo_);
       if (options_.on_connect) options_.on_connect(*connection);
-    } catch (...) {
-      const PqxxFailure failure = ClassifyPqxxException(std::current_exception());
-      Release(slot, nullptr, /*lost=*/false);
-      if (failure.status.code() == absl::StatusCode::kInternal) {
-        // A connection that cannot be opened is the database being away
-        // (or misconfigured), never a bug in the caller's request.
-        return absl::UnavailableError("cannot connect to the database");
-      }
-      return failure.status;
     }
+    if (options_.statement_timeout > absl::ZeroDuration()) {
+      const absl::Duration bound =
+          StatementTimeoutFor(deadline - absl::Now(), options_.statement_timeout);
+      if (bound <= absl::ZeroDuration()) {
+        Release(slot, std::move(connection), /*lost=*/false);
+        return absl::DeadlineExceededError(
+            "deadline passed before the database statement could start");
+      }
+      // get_variable reads what set_variable set (no round trip); a SET is
+      // sent only when the bound changes.
+      const std::string setting = StatementTimeoutSetting(bound);
+      if (connection->get_variable("statement_timeout") != setting) {
+        connection->set_variable("statement_timeout", setting);
+      }
+    }
+  } catch (...) {
+    const PqxxFailure failure = ClassifyPqxxException(std::current_exception());
+    // A connection that failed while being opened or set up is not reused.
+    Release(slot, nullptr, /*lost=*/!fresh && failure.connection_lost);
+    if (fresh && failure.status.code() == absl::StatusCode::kInternal) {
+      // A connection that cannot be opened is the database being away
+      // (or misconfigured), never a bug in the caller's request.
+      return absl::UnavailableError("cannot connect to the database");
+    }
+    return failure.status;
   }
   return PooledConnection(this, slot, std::move(connection));
 }

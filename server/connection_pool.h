@@ -7,6 +7,13 @@
 // every idle one is replaced too (a database restart drops them all), so
 // recovery costs one failed call, not one per connection.
 //
+// With a statement_timeout, Acquire() also bounds the statements the caller
+// runs: the connection's PostgreSQL statement_timeout becomes the smaller of
+// it and the time left before the deadline (statement_timeout.h), so a
+// statement (a lock wait included) is cancelled by PostgreSQL (SQLSTATE
+// 57014, DEADLINE_EXCEEDED) instead of outliving its call. Every pool user
+// (RPCs, sweeper, health checks, metrics) gets this bound.
+//
 // Thread safety: safe for concurrent use. Every PooledConnection must be
 // destroyed before the pool.
 #ifndef IDEM_SERVER_CONNECTION_POOL_H_
@@ -60,6 +67,9 @@ class ConnectionPool {
     // Runs on every new connection (prepare statements, SET ...). May throw
     // libpqxx exceptions; the connection is then discarded.
     std::function<void(pqxx::connection&)> on_connect;
+    // The longest any statement may run; zero: leave the server's setting
+    // alone (and no per-call bound).
+    absl::Duration statement_timeout = absl::ZeroDuration();
   };
 
   explicit ConnectionPool(Options options);
@@ -67,7 +77,10 @@ class ConnectionPool {
   ConnectionPool& operator=(const ConnectionPool&) = delete;
 
   // Waits for a free connection until `deadline` (DEADLINE_EXCEEDED), opens
-  // it if needed (UNAVAILABLE when the database cannot be reached).
+  // it if needed (UNAVAILABLE when the database cannot be reached), and
+  // bounds its statements by `deadline` (see above; DEADLINE_EXCEEDED when
+  // under a millisecond is left). Never waits past `deadline`, except for
+  // opening a connection (bounded by conninfo.h's connect_timeout).
   absl::StatusOr<PooledConnection> Acquire(absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -24,7 +24,8 @@ ABSL_FLAG(int, pool_size, 8,
 ABSL_FLAG(int, max_queued_calls, 4096,
           "calls waiting for a connection before RESOURCE_EXHAUSTED");
 ABSL_FLAG(absl::Duration, statement_timeout, absl::Seconds(10),
-          "PostgreSQL statement_timeout of every connection");
+          "longest a database statement may run; each call's statements "
+          "are also cancelled at the call's deadline");
 ABSL_FLAG(int64_t, max_response_bytes, 1 << 20,
           "largest response Complete/Fail accept");
 ABSL_FLAG(absl::Duration, sweep_interval, absl::Seconds(60),

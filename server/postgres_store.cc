@@ -160,9 +160,7 @@ constexpr char kDeleteExpiredSql[] = R"sql(
   DELETE FROM idempotency_keys k USING victims v
   WHERE k.scope = v.scope AND k.key = v.key)sql";
 
-void PrepareStatements(pqxx::connection& c, absl::Duration statement_timeout) {
-  c.set_variable("statement_timeout",
-                 std::to_string(absl::ToInt64Milliseconds(statement_timeout)));
+void PrepareStatements(pqxx::connection& c) {
   c.prepare(kBeginStatement, BeginSql());
   c.prepare(kCompleteStatement,
             WithFallbackRow(kCompleteCte, "k.expires_at > now()"));
@@ -280,10 +278,8 @@ absl::StatusOr<Record> RunWrite(ConnectionPool& pool, absl::Time deadline,
 
 PostgresStore::PostgresStore(Options options)
     : pool_(ConnectionPool::Options{
-          options.url, options.pool_size,
-          [timeout = options.statement_timeout](pqxx::connection& c) {
-            PrepareStatements(c, timeout);
-          }}) {}
+          options.url, options.pool_size, PrepareStatements,
+          options.statement_timeout}) {}
 
 absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> PostgresStore::BatchBegin(
     absl::Span<const BeginParams> params, absl::Time deadline) {

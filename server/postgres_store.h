@@ -26,7 +26,8 @@ class PostgresStore final : public IdempotencyStore {
   struct Options {
     std::string url;
     int pool_size = 8;
-    // PostgreSQL's statement_timeout on every connection.
+    // The longest a statement may run; each call's statements are also
+    // bounded by its deadline (ConnectionPool::Options::statement_timeout).
     absl::Duration statement_timeout = absl::Seconds(10);
   };
 
