@@ -74,6 +74,7 @@ class CallDeadlineTest : public testenv::SharedIdemdTest {
   static void TearDownTestSuite() {
     SharedIdemdTest::TearDownTestSuite();
     delete url_;
+    url_ = nullptr;
   }
 
   static Client Impatient(absl::Duration deadline) {
@@ -140,6 +141,47 @@ TEST_F(CallDeadlineTest, BeginStuckOnARowLockIsCancelledAtItsDeadline) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->outcome(), BeginResponse::ACQUIRED);
   EXPECT_EQ(again->record().attempt(), 2);
+}
+
+// idemd with one worker (and so one request connection): a call stuck in
+// the database holds the only worker only until its own deadline, so the
+// calls queued behind it get the worker back instead of waiting forever.
+class OneWorkerTest : public CallDeadlineTest {
+ protected:
+  static void SetUpTestSuite() {
+    url_ = new std::string(testenv::CreateMigratedDatabase());
+    Server::Options options = testenv::TestServerOptions(*url_);
+    options.statement_timeout = absl::Hours(1);
+    options.pool_size = 1;
+    StartIdemd(options);
+  }
+};
+
+TEST_F(OneWorkerTest, AStuckCallFreesTheOnlyWorkerAtItsDeadline) {
+  absl::StatusOr<BeginResponse> begun = client().Begin(scope_, "k", "request");
+  ASSERT_TRUE(begun.ok()) << begun.status();
+  RowLocker locker(*url_, scope_);
+  idem::v1::CompleteRequest complete;
+  complete.set_scope(scope_);
+  complete.set_key("k");
+  complete.set_lease_token(begun->lease_token());
+  absl::StatusOr<Record> stuck = absl::UnknownError("not run");
+  const absl::Time start = absl::Now();
+  std::thread holder([&] { stuck = Impatient(absl::Seconds(2)).Complete(complete); });
+  ASSERT_TRUE(AwaitLockWaiters(*url_, 1));
+  // Queued behind the stuck call: its own deadline ends it.
+  absl::StatusOr<Record> queued = Impatient(absl::Milliseconds(300)).Get(scope_, "k");
+  EXPECT_EQ(queued.status().code(), absl::StatusCode::kDeadlineExceeded) << queued.status();
+  holder.join();
+  EXPECT_EQ(stuck.status().code(), absl::StatusCode::kDeadlineExceeded) << stuck.status();
+  ASSERT_TRUE(AwaitLockWaiters(*url_, 0));
+  std::printf("the only worker was free again after %s (stuck call's deadline 2 s)\n",
+              absl::FormatDuration(absl::Now() - start).c_str());
+  // The worker serves again while the lock is still held elsewhere.
+  absl::StatusOr<Record> got = client().Get(scope_, "k");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->status(), Record::IN_PROGRESS);
+  locker.Release();
 }
 
 // The store directly, with one connection: the pool itself.
