@@ -111,12 +111,13 @@ class Postgres:
 class Idemd:
     """idemd from the build directory, on a free loopback port."""
 
-    def __init__(self, binary, url, workdir, extra_args=(), log_level=1):
+    def __init__(self, binary, url, workdir, extra_args=(), log_level=1, env=None):
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log_path = os.path.join(workdir, f"idemd-{self.port}.log")
         self._log = open(self.log_path, "w")
-        env = dict(os.environ, GLOG_minloglevel=str(log_level), GLOG_logtostderr="1")
+        env = dict(os.environ, GLOG_minloglevel=str(log_level), GLOG_logtostderr="1",
+                   **(env or {}))
         self.process = subprocess.Popen(
             [binary, f"--postgres={url}", f"--listen={self.address}", *extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env)
