@@ -21,11 +21,13 @@ namespace {
 // How long a killed replica stays down: callers see it gone.
 constexpr absl::Duration kDowntime = absl::Milliseconds(300);
 constexpr int kStartTimeoutMs = 20000;
+// SIGTERM: --shutdown_grace=2s, then idemd must be gone.
+constexpr absl::Duration kExitTimeout = absl::Seconds(10);
 
 }  // namespace
 
 ChaosCluster::~ChaosCluster() {
-  for (int i = 0; i < replicas(); ++i) Stop(i, SIGKILL);
+  for (int i = 0; i < replicas(); ++i) Stop(i, SIGKILL).IgnoreError();
   if (postgres_started_) {
     PgCluster("stop").IgnoreError();
     std::system(absl::StrCat("rm -rf '", paths_.dir, "'").c_str());
@@ -81,29 +83,42 @@ absl::Status ChaosCluster::Start(int i) {
   return absl::OkStatus();
 }
 
-int ChaosCluster::Stop(int i, int signal) {
+absl::StatusOr<int> ChaosCluster::Stop(int i, int signal) {
   if (pids_[i] <= 0) return 0;
   kill(pids_[i], signal);
   int status = 0;
-  waitpid(pids_[i], &status, 0);
+  const absl::Time give_up = absl::Now() + kExitTimeout;
+  while (waitpid(pids_[i], &status, WNOHANG) == 0) {
+    if (absl::Now() > give_up) {
+      kill(pids_[i], SIGKILL);
+      waitpid(pids_[i], &status, 0);
+      pids_[i] = -1;
+      return absl::DeadlineExceededError(
+          absl::StrCat("idemd at ", addresses_[i], " had not exited ",
+                       absl::FormatDuration(kExitTimeout), " after signal ", signal));
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   pids_[i] = -1;
   return status;
 }
 
 absl::Status ChaosCluster::Kill9AndRestart(int i) {
-  Stop(i, SIGKILL);
+  absl::StatusOr<int> stopped = Stop(i, SIGKILL);
   absl::SleepFor(kDowntime);
-  return Start(i);
+  absl::Status started = Start(i);
+  return stopped.ok() ? started : stopped.status();
 }
 
 absl::Status ChaosCluster::SigtermAndRestart(int i) {
-  const int status = Stop(i, SIGTERM);
+  absl::StatusOr<int> stopped = Stop(i, SIGTERM);
   absl::SleepFor(kDowntime);
   absl::Status started = Start(i);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  if (!stopped.ok()) return stopped.status();
+  if (!WIFEXITED(*stopped) || WEXITSTATUS(*stopped) != 0) {
     return absl::InternalError(absl::StrCat("idemd at ", addresses_[i],
                                             " did not exit 0 on SIGTERM (wait status ",
-                                            status, ")"));
+                                            *stopped, ")"));
   }
   return started;
 }

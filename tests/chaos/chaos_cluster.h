@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace idem::chaos {
 
@@ -55,8 +56,9 @@ class ChaosCluster {
 
  private:
   absl::Status Start(int i);
-  // SIGKILL or SIGTERM, then waits for the exit; the exit status.
-  int Stop(int i, int signal);
+  // SIGKILL or SIGTERM, then waits for the exit: the wait status, or
+  // DEADLINE_EXCEEDED (and a SIGKILL) when it does not exit in time.
+  absl::StatusOr<int> Stop(int i, int signal);
   absl::Status PgCluster(const std::string& command);
 
   const ClusterPaths paths_;

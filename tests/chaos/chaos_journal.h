@@ -14,10 +14,12 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace idem::chaos {
@@ -41,6 +43,9 @@ class ChaosJournal {
  public:
   explicit ChaosJournal(int keys) : keys_(keys) {}
 
+  // "t+12.345s": time since the journal was made, for log lines.
+  std::string Elapsed() const;
+
   void NoteAcquired(int key, int64_t token, absl::Time acquired_at);
   void NoteCompleted(int key, CompletedAnswer answer);
   // One call (an RPC, or a whole RunOnce) that took `took` and was allowed
@@ -48,6 +53,13 @@ class ChaosJournal {
   // allowed + grace is a hang.
   void NoteCall(const char* what, absl::Duration took, absl::Duration allowed);
   void NoteViolation(std::string what);
+  // A replica's graceful shutdown (SIGTERM) runs from Begin to End.
+  void NoteShutdownBegins();
+  void NoteShutdownEnds();
+  // Whether a call from `start` to `end` overlapped a shutdown (with a
+  // second's margin for the answer to travel): gRPC answers CANCELLED to a
+  // call that reaches a server as it starts shutting down.
+  bool DuringShutdown(absl::Time start, absl::Time end) const;
   void NoteFault(Fault fault) { faults_[static_cast<int>(fault)].fetch_add(1); }
   void NoteOperation() { operations_.fetch_add(1); }
 
@@ -70,6 +82,7 @@ class ChaosJournal {
   };
 
   const int keys_;
+  const absl::Time start_ = absl::Now();
   std::atomic<int64_t> operations_{0};
   std::atomic<int64_t> faults_[5] = {};
   std::atomic<int64_t> hangs_{0};
@@ -77,6 +90,9 @@ class ChaosJournal {
   mutable absl::Mutex mu_;
   std::vector<KeyLog> logs_ ABSL_GUARDED_BY(mu_) = std::vector<KeyLog>(keys_);
   std::vector<std::string> violations_ ABSL_GUARDED_BY(mu_);
+  // [begin, end) of each shutdown; the last one's end is InfiniteFuture
+  // while it runs.
+  std::vector<std::pair<absl::Time, absl::Time>> shutdowns_ ABSL_GUARDED_BY(mu_);
   absl::Duration longest_overrun_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
 };
 

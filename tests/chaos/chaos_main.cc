@@ -52,6 +52,9 @@ ABSL_FLAG(int, replicas, 3, "idemd replicas on the one PostgreSQL");
 ABSL_FLAG(int, lease_ms, 1000, "lease of every acquisition, ms (idem's minimum is 1000)");
 ABSL_FLAG(absl::Duration, fault_interval, absl::Seconds(4),
           "time between faults (kill -9, SIGTERM, PostgreSQL crash, in turn)");
+ABSL_FLAG(std::vector<std::string>, faults,
+          std::vector<std::string>({"kill9", "sigterm", "pg_restart"}),
+          "the rotation of injected faults, of kill9, sigterm, pg_restart");
 ABSL_FLAG(std::string, dir, "",
           "private directory of the PostgreSQL cluster (default /tmp/idem-chaos-PID)");
 ABSL_FLAG(std::string, idemd, IDEM_CHAOS_IDEMD, "the idemd binary");
@@ -161,6 +164,21 @@ int Run() {
                absl::FormatDuration(size.duration).c_str(),
                absl::FormatDuration(absl::Now() - started).c_str());
 
+  std::vector<Fault> kinds;
+  for (const std::string& name : absl::GetFlag(FLAGS_faults)) {
+    if (name == "kill9") {
+      kinds.push_back(Fault::kKill9);
+    } else if (name == "sigterm") {
+      kinds.push_back(Fault::kSigterm);
+    } else if (name == "pg_restart") {
+      kinds.push_back(Fault::kPgRestart);
+    } else {
+      std::fprintf(stderr, "chaos: --faults takes kill9, sigterm, pg_restart, not %s\n",
+                   name.c_str());
+      return 2;
+    }
+  }
+
   const std::string scope = "chaos/run";
   // The workers' own connections give up connecting after 2 s.
   const std::string effects_url = cluster.database_url() + "&connect_timeout=2";
@@ -192,7 +210,8 @@ int Run() {
     for (auto& worker : workers) {
       threads.emplace_back([&, w = worker.get()] { w->Run(&keys, stop); });
     }
-    FaultInjector injector(&cluster, &journal, absl::GetFlag(FLAGS_fault_interval));
+    FaultInjector injector(&cluster, &journal, absl::GetFlag(FLAGS_fault_interval),
+                           kinds);
     injector.Start();
     absl::SleepFor(size.duration);
     injector.Stop();

@@ -174,7 +174,8 @@ absl::Status ChaosWorker::RunOnceOperation(int key, bool sleep_past_lease) {
   if (!run.ok()) {
     if (!ExpectedUnderFaults(static_cast<grpc::StatusCode>(run.status().code()))) {
       journal_->NoteViolation(absl::StrCat("RunOnce(", KeyName(key), "): ",
-                                           run.status().ToString()));
+                                           run.status().ToString(), " (after ",
+                                           absl::FormatDuration(absl::Now() - start), ")"));
     } else if (absl::StrContains(run.status().message(), "was lost")) {
       journal_->NoteFault(Fault::kLeaseExpiry);
     }
@@ -197,14 +198,22 @@ absl::Duration ChaosWorker::MaybeCancelAfter() {
 }
 
 void ChaosWorker::JudgeStatus(const char* what, int key, const grpc::Status& status,
-                              bool cancelled) {
+                              bool cancelled, const std::string& peer,
+                              absl::Duration took) {
   if (status.ok() || ExpectedUnderFaults(status.error_code())) return;
-  if (cancelled && status.error_code() == grpc::StatusCode::CANCELLED) {
-    journal_->NoteFault(Fault::kCancel);
-    return;
+  if (status.error_code() == grpc::StatusCode::CANCELLED) {
+    if (cancelled) {
+      journal_->NoteFault(Fault::kCancel);
+      return;
+    }
+    // Not ours: allowed only from a replica shutting down (gRPC cancels a
+    // call that arrives then; the contract says retry like UNAVAILABLE).
+    if (journal_->DuringShutdown(absl::Now() - took, absl::Now())) return;
   }
   journal_->NoteViolation(absl::StrCat(what, "(", KeyName(key), "): code ",
-                                       status.error_code(), ": ", status.error_message()));
+                                       status.error_code(), ": ", status.error_message(),
+                                       " (", peer, ", after ", absl::FormatDuration(took),
+                                       ")"));
 }
 
 void ChaosWorker::RawOperation(int key) {
@@ -232,7 +241,7 @@ void ChaosWorker::RawOperation(int key) {
           stub_->async()->Begin(c, &begin, &begun, std::move(done));
         });
     journal_->NoteCall("Begin", absl::Now() - start, kRawDeadline);
-    JudgeStatus("Begin", key, status, cancelled);
+    JudgeStatus("Begin", key, status, cancelled, context.peer(), absl::Now() - start);
     if (cancelled && !status.ok() && attempt == 0 && absl::Bernoulli(random_, 0.5)) {
       continue;
     }
@@ -273,7 +282,7 @@ void ChaosWorker::RawOperation(int key) {
     context.set_deadline(absl::ToChronoTime(start + kRawDeadline));
     const grpc::Status fail_status = stub_->Fail(&context, fail, &failed);
     journal_->NoteCall("Fail", absl::Now() - start, kRawDeadline);
-    JudgeStatus("Fail", key, fail_status, false);
+    JudgeStatus("Fail", key, fail_status, false, context.peer(), absl::Now() - start);
     return;
   }
 
@@ -301,7 +310,7 @@ void ChaosWorker::RawOperation(int key) {
                                                         std::move(on_done));
                              });
     journal_->NoteCall("Complete", absl::Now() - start, kRawDeadline);
-    JudgeStatus("Complete", key, status, cancelled);
+    JudgeStatus("Complete", key, status, cancelled, context.peer(), absl::Now() - start);
     if (status.ok()) {
       if (done.record().status() != Record::COMPLETED ||
           done.record().response() != complete.response() ||

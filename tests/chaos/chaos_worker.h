@@ -87,7 +87,8 @@ class ChaosWorker {
   absl::StatusOr<std::string> Effect(int key, int64_t token, absl::Duration hold);
   // A raw call's final status, judged: anything outside `expected` codes
   // is a violation.
-  void JudgeStatus(const char* what, int key, const grpc::Status& status, bool cancelled);
+  void JudgeStatus(const char* what, int key, const grpc::Status& status, bool cancelled,
+                   const std::string& peer, absl::Duration took);
   absl::Duration MaybeCancelAfter();
 
   const int id_;
