@@ -60,6 +60,9 @@ class ChaosJournal {
   // second's margin for the answer to travel): gRPC answers CANCELLED to a
   // call that reaches a server as it starts shutting down.
   bool DuringShutdown(absl::Time start, absl::Time end) const;
+  // A CANCELLED a worker did not cause, answered while a replica shut down.
+  void NoteShutdownCancel() { shutdown_cancels_.fetch_add(1); }
+  int64_t shutdown_cancels() const { return shutdown_cancels_.load(); }
   void NoteFault(Fault fault) { faults_[static_cast<int>(fault)].fetch_add(1); }
   void NoteOperation() { operations_.fetch_add(1); }
 
@@ -86,6 +89,7 @@ class ChaosJournal {
   std::atomic<int64_t> operations_{0};
   std::atomic<int64_t> faults_[5] = {};
   std::atomic<int64_t> hangs_{0};
+  std::atomic<int64_t> shutdown_cancels_{0};
 
   mutable absl::Mutex mu_;
   std::vector<KeyLog> logs_ ABSL_GUARDED_BY(mu_) = std::vector<KeyLog>(keys_);

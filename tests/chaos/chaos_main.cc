@@ -249,12 +249,14 @@ int Run() {
   violations.insert(violations.end(), report.violations.begin(), report.violations.end());
   std::fprintf(stderr,
                "chaos: %lld operations under faults; drain %s, check %s; longest call "
-               "overrun past its allowance %s (grace %s)\n",
+               "overrun past its allowance %s (grace %s); raw calls CANCELLED by a "
+               "replica's shutdown: %lld\n",
                static_cast<long long>(operations_under_faults),
                absl::FormatDuration(drained - faults_over).c_str(),
                absl::FormatDuration(absl::Now() - drained).c_str(),
                absl::FormatDuration(journal.longest_overrun()).c_str(),
-               absl::FormatDuration(ChaosJournal::kHangGrace).c_str());
+               absl::FormatDuration(ChaosJournal::kHangGrace).c_str(),
+               static_cast<long long>(journal.shutdown_cancels()));
   PrintSummary(journal, size.keys, report.effects, violations);
   return violations.empty() ? 0 : 1;
 }

@@ -208,7 +208,10 @@ void ChaosWorker::JudgeStatus(const char* what, int key, const grpc::Status& sta
     }
     // Not ours: allowed only from a replica shutting down (gRPC cancels a
     // call that arrives then; the contract says retry like UNAVAILABLE).
-    if (journal_->DuringShutdown(absl::Now() - took, absl::Now())) return;
+    if (journal_->DuringShutdown(absl::Now() - took, absl::Now())) {
+      journal_->NoteShutdownCancel();
+      return;
+    }
   }
   journal_->NoteViolation(absl::StrCat(what, "(", KeyName(key), "): code ",
                                        status.error_code(), ": ", status.error_message(),
