@@ -28,10 +28,15 @@ constexpr absl::Duration kMinInProgressPause = absl::Milliseconds(10);
 constexpr absl::Duration kDefaultLeaseTtl = absl::Seconds(30);
 
 // An idem answer after which the same call may simply be sent again.
+// CANCELLED too: RunOnce never cancels its own calls, so a CANCELLED comes
+// from the server side, where gRPC answers it to a call that reached an
+// idemd as it began shutting down (SIGTERM), before any handler ran
+// (grpc/grpc#41785). Another replica, or the restarted one, can take it.
 bool IsTransientRpcStatus(absl::StatusCode code) {
   return code == absl::StatusCode::kUnavailable ||
          code == absl::StatusCode::kResourceExhausted ||
-         code == absl::StatusCode::kDeadlineExceeded;
+         code == absl::StatusCode::kDeadlineExceeded ||
+         code == absl::StatusCode::kCancelled;
 }
 
 // 128 random bits as 32 hex digits: this invocation's BeginRequest.owner.

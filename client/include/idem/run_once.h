@@ -28,8 +28,11 @@
 //   - While `work` runs past half the lease, a heartbeat thread calls
 //     ExtendLease. If the lease is lost (ABORTED), RunOnce does not complete
 //     and returns ABORTED; Lease::lost() turns true so work can stop early.
-//   - Transient gRPC errors (UNAVAILABLE) are retried with backoff within
-//     the deadline; anything else comes back as a clear absl::Status.
+//   - Transient gRPC errors (UNAVAILABLE, RESOURCE_EXHAUSTED, a call's
+//     DEADLINE_EXCEEDED, and CANCELLED, which RunOnce never causes itself:
+//     gRPC answers it to a call that reaches an idemd as it shuts down) are
+//     retried with backoff within the deadline; anything else comes back as
+//     a clear absl::Status.
 //
 // Deadlines: every idem call ends by `deadline`, except that the time
 // `work` itself takes is not counted: Complete/Fail after work get until
