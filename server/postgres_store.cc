@@ -64,13 +64,31 @@ constexpr char kReentry[] =
     "(EXCLUDED.owner <> '' AND k.owner = EXCLUDED.owner"
     " AND k.request_hash = EXCLUDED.request_hash AND k.status = 'in_progress'"
     " AND k.locked_until > now() AND k.expires_at > now())";
+
+// Replays take no lock and write nothing: a key whose live record is final
+// (completed, or failed and not retryable) in the statement's snapshot is
+// left out of the insert (`settled`) and answered from that snapshot by the
+// last SELECT. A final record never changes until it expires (the insert's
+// WHERE could not apply to it), so the snapshot is its current state; a
+// statement whose keys are all settled draws no token and changes no row,
+// so it commits without a WAL flush.
 std::string BeginSql() {
   return absl::StrCat(R"sql(
-WITH input AS (
-  SELECT *, nextval('idempotency_lease_token_seq') AS fresh_token
+WITH requested AS (
+  SELECT *
   FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[],
               $6::text[])
     AS i(scope, key, hash_hex, lease_us, retention_us, owner)),
+settled AS (
+  SELECT k.scope, k.key
+  FROM idempotency_keys k JOIN requested r ON k.scope = r.scope AND k.key = r.key
+  WHERE k.expires_at > now()
+    AND (k.status = 'completed' OR (k.status = 'failed' AND NOT k.retryable))),
+input AS (
+  SELECT r.*, nextval('idempotency_lease_token_seq') AS fresh_token
+  FROM requested r
+  WHERE NOT EXISTS (SELECT 1 FROM settled s
+                    WHERE s.scope = r.scope AND s.key = r.key)),
 changed AS (
   INSERT INTO idempotency_keys AS k
     (scope, key, request_hash, status, lease_token, attempt,
@@ -114,7 +132,7 @@ SELECT true,)sql", kColumns, R"sql(, k.lease_token < i.fresh_token
 FROM changed k JOIN input i ON k.scope = i.scope AND k.key = i.key
 UNION ALL
 SELECT false,)sql", kColumns, R"sql(, false
-FROM idempotency_keys k JOIN input i ON k.scope = i.scope AND k.key = i.key
+FROM idempotency_keys k JOIN requested i ON k.scope = i.scope AND k.key = i.key
 WHERE NOT EXISTS (SELECT 1 FROM changed c WHERE c.scope = k.scope AND c.key = k.key))sql");
 }
 

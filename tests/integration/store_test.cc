@@ -171,6 +171,65 @@ TEST(StorePoolTest, FullPoolWaitsOnlyUntilTheDeadline) {
   blocked.join();
 }
 
+// A replay (Begin on a live final record) takes no row lock and writes
+// nothing: it answers while another transaction holds the row FOR UPDATE,
+// where a locking statement would wait out the statement timeout. A request
+// mismatch and a permanently failed key are answered the same way; an
+// in-progress key still goes through the locking insert.
+TEST(StoreReplayTest, ReplaysOfFinalRecordsTakeNoRowLock) {
+  PostgresStore::Options options = StoreOptions(testenv::SharedDatabaseUrl(), 2);
+  options.statement_timeout = absl::Seconds(2);
+  PostgresStore store(options);
+  const std::string scope = testenv::UniqueScope();
+  absl::StatusOr<BeginResult> done = store.Begin(Params(scope, "done"), Soon());
+  ASSERT_TRUE(done.ok()) << done.status();
+  idem::v1::CompleteRequest c;
+  c.set_scope(scope);
+  c.set_key("done");
+  c.set_lease_token(done->record.lease_token());
+  c.set_response("the answer");
+  ASSERT_TRUE(store.Complete(c, Soon()).ok());
+  absl::StatusOr<BeginResult> failed = store.Begin(Params(scope, "failed"), Soon());
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  idem::v1::FailRequest f;
+  f.set_scope(scope);
+  f.set_key("failed");
+  f.set_lease_token(failed->record.lease_token());
+  f.set_error("permanent");
+  ASSERT_TRUE(store.Fail(f, Soon()).ok());
+  ASSERT_TRUE(store.Begin(Params(scope, "held"), Soon()).ok());
+
+  pqxx::connection locker(testenv::SharedDatabaseUrl());
+  pqxx::work tx(locker);
+  tx.exec_params("SELECT 1 FROM idempotency_keys WHERE scope = $1 FOR UPDATE", scope);
+
+  absl::StatusOr<BeginResult> replay = store.Begin(Params(scope, "done"), Soon());
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_EQ(replay->outcome, BeginResponse::COMPLETED);
+  EXPECT_EQ(replay->record.response(), "the answer");
+  EXPECT_EQ(replay->record.lease_token(), done->record.lease_token());
+
+  const std::string other_hash = "other";
+  absl::StatusOr<BeginResult> mismatch = store.Begin(
+      BeginParams{scope, "done", other_hash, absl::Seconds(30), absl::Hours(1), ""},
+      Soon());
+  EXPECT_EQ(mismatch.status().code(), absl::StatusCode::kFailedPrecondition)
+      << mismatch.status();
+
+  absl::StatusOr<BeginResult> failed_replay = store.Begin(Params(scope, "failed"), Soon());
+  ASSERT_TRUE(failed_replay.ok()) << failed_replay.status();
+  EXPECT_EQ(failed_replay->outcome, BeginResponse::FAILED);
+  EXPECT_EQ(failed_replay->record.error(), "permanent");
+
+  // The in-progress key still locks: it waits for the row and times out.
+  absl::StatusOr<BeginResult> held = store.Begin(Params(scope, "held"), Soon());
+  EXPECT_FALSE(held.ok());
+  tx.abort();
+  held = store.Begin(Params(scope, "held"), Soon());
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(held->outcome, BeginResponse::IN_PROGRESS);
+}
+
 class SweeperTest : public testing::Test {
  protected:
   // A database of its own, so counts are exact.
