@@ -98,6 +98,21 @@ class IdempotencyStore {
   virtual absl::StatusOr<idem::v1::Record> Complete(
       const idem::v1::CompleteRequest& request, absl::Time deadline) = 0;
 
+  // Completes several keys (no two with the same scope and key) in one
+  // operation: one result per request, in order, each what Complete would
+  // answer. The outer status is the whole batch's. By default, one Complete
+  // after another.
+  virtual absl::StatusOr<std::vector<absl::StatusOr<idem::v1::Record>>> BatchComplete(
+      absl::Span<const idem::v1::CompleteRequest* const> requests,
+      absl::Time deadline) {
+    std::vector<absl::StatusOr<idem::v1::Record>> results;
+    results.reserve(requests.size());
+    for (const idem::v1::CompleteRequest* r : requests) {
+      results.push_back(Complete(*r, deadline));
+    }
+    return results;
+  }
+
   // Stores the failure (or releases the key, when retryable).
   virtual absl::StatusOr<idem::v1::Record> Fail(
       const idem::v1::FailRequest& request, absl::Time deadline) = 0;
