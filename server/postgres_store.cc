@@ -208,6 +208,12 @@ constexpr char kDeleteExpiredSql[] = R"sql(
   WHERE k.scope = v.scope AND k.key = v.key)sql";
 
 void PrepareStatements(pqxx::connection& c) {
+  // The statements' plans do not depend on their parameters (arrays of
+  // keys, or one key by primary key): plan each once, instead of the five
+  // custom plans (and, when the generic one looks no cheaper, a custom plan
+  // on every execution) PostgreSQL would make by default. Measured: most
+  // of the Begin statement's database CPU was planning.
+  c.set_variable("plan_cache_mode", "force_generic_plan");
   c.prepare(kBeginStatement, BeginSql());
   c.prepare(kCompleteStatement,
             WithFallbackRow(kCompleteCte, "k.expires_at > now()"));
