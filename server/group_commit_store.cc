@@ -28,7 +28,19 @@ GroupCommitStore::GroupCommitStore(IdempotencyStore* inner, Options options)
       completes_(
           options.batches,
           [](const CompleteRequest& r) { return std::make_pair(r.scope(), r.key()); },
-          [inner](absl::Span<const CompleteRequest* const> batch, absl::Time deadline) {
+          [inner](absl::Span<const CompleteRequest* const> batch, absl::Time deadline)
+              -> absl::StatusOr<std::vector<absl::StatusOr<Record>>> {
+            // A lone Complete takes the simpler one-key statement.
+            if (batch.size() == 1) {
+              absl::StatusOr<Record> one = inner->Complete(*batch.front(), deadline);
+              if (absl::IsUnavailable(one.status()) ||
+                  absl::IsDeadlineExceeded(one.status())) {
+                return one.status();
+              }
+              std::vector<absl::StatusOr<Record>> results;
+              results.push_back(std::move(one));
+              return results;
+            }
             return inner->BatchComplete(batch, deadline);
           },
           [inner](const CompleteRequest& r, absl::Time deadline) {

@@ -28,7 +28,7 @@ ABSL_FLAG(bool, group_commit, true,
           "gather concurrent Begins (and Completes) into one statement and "
           "one commit");
 ABSL_FLAG(int, batch_statements, 0,
-          "group commit: batches of each kind running at once (0: half of "
+          "group commit: batches of each kind running at once (0: a quarter of "
           "--pool_size, at least 1)");
 ABSL_FLAG(int64_t, record_cache_bytes, 32 << 20,
           "memory for cached completed/failed records answering replays; 0: off");

@@ -46,7 +46,7 @@ constexpr absl::Duration kRecordCacheClockMargin = absl::Seconds(1);
 
 int BatchStatements(const Server::Options& options) {
   if (options.batch_statements > 0) return options.batch_statements;
-  return std::max(1, options.pool_size / 2);
+  return std::max(1, options.pool_size / 4);
 }
 
 // Waits for the database, then for an up-to-date schema.

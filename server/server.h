@@ -61,7 +61,7 @@ class Server {
     int worker_threads = 64;
     // Group commit: concurrent Begins (and Completes) share one statement
     // and one commit; at most batch_statements batches of each kind run at
-    // once (0: half of pool_size, at least 1).
+    // once (0: a quarter of pool_size, at least 1).
     bool group_commit = true;
     int batch_statements = 0;
     // Cache of final records answering replays without the database
