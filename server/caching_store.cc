@@ -13,6 +13,30 @@ using idem::v1::Record;
 CachingStore::CachingStore(IdempotencyStore* inner, RecordCache* cache)
     : inner_(inner), cache_(cache) {}
 
+namespace {
+
+// The answer a cached final record gives a Begin.
+absl::StatusOr<BeginResult> FromCache(const Record& hit, const BeginParams& p) {
+  if (hit.request_hash() != p.request_hash) {
+    return BeginDecisionStatus(BeginDecision::kRequestMismatch);
+  }
+  BeginResult result;
+  result.outcome = hit.status() == Record::COMPLETED ? BeginResponse::COMPLETED
+                                                     : BeginResponse::FAILED;
+  result.record = hit;
+  return result;
+}
+
+}  // namespace
+
+std::optional<absl::StatusOr<BeginResult>> CachingStore::TryBeginFromMemory(
+    const BeginParams& params) {
+  std::shared_ptr<const Record> hit =
+      cache_->Lookup(params.scope, params.key, /*count_miss=*/false);
+  if (hit == nullptr) return std::nullopt;
+  return FromCache(*hit, params);
+}
+
 absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> CachingStore::BatchBegin(
     absl::Span<const BeginParams> params, absl::Time deadline) {
   std::vector<absl::StatusOr<BeginResult>> results(
@@ -27,15 +51,7 @@ absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> CachingStore::BatchBegi
       miss_params.push_back(p);
       continue;
     }
-    if (hit->request_hash() != p.request_hash) {
-      results[i] = BeginDecisionStatus(BeginDecision::kRequestMismatch);
-      continue;
-    }
-    BeginResult result;
-    result.outcome = hit->status() == Record::COMPLETED ? BeginResponse::COMPLETED
-                                                        : BeginResponse::FAILED;
-    result.record = *hit;
-    results[i] = std::move(result);
+    results[i] = FromCache(*hit, p);
   }
   if (misses.empty()) return results;
   absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> stored =

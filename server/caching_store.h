@@ -6,6 +6,8 @@
 //                       record; another hash -> FAILED_PRECONDITION, as the
 //                       store would. Other keys go to the inner store in one
 //                       call; final records it returns are cached.
+//   TryBeginFromMemory  the same answer for a cached key, without blocking
+//                       (GrpcService answers it on gRPC's thread).
 //   Get                 cached record, else the inner store (a final answer
 //                       is cached).
 //   Complete / Fail     (and BatchComplete) always the inner store (a write
@@ -34,6 +36,8 @@ class CachingStore final : public IdempotencyStore {
 
   absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> BatchBegin(
       absl::Span<const BeginParams> params, absl::Time deadline) override;
+  std::optional<absl::StatusOr<BeginResult>> TryBeginFromMemory(
+      const BeginParams& params) override;
   absl::StatusOr<idem::v1::Record> Complete(
       const idem::v1::CompleteRequest& request, absl::Time deadline) override;
   absl::StatusOr<std::vector<absl::StatusOr<idem::v1::Record>>> BatchComplete(

@@ -43,20 +43,21 @@ void RecordCache::EraseLocked(Shard& shard, Lru::iterator it) {
 }
 
 std::shared_ptr<const Record> RecordCache::Lookup(absl::string_view scope,
-                                                  absl::string_view key) {
+                                                  absl::string_view key,
+                                                  bool count_miss) {
   if (!enabled()) return nullptr;
   Shard& shard = ShardOf(scope, key);
   const absl::Time now = options_.clock();
   absl::MutexLock lock(&shard.mu);
   auto found = shard.index.find(std::make_pair(std::string(scope), std::string(key)));
   if (found == shard.index.end()) {
-    misses_.fetch_add(1, std::memory_order_relaxed);
+    if (count_miss) misses_.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
   Lru::iterator it = found->second;
   if (now >= it->serve_until) {
     EraseLocked(shard, it);
-    misses_.fetch_add(1, std::memory_order_relaxed);
+    if (count_miss) misses_.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
   shard.lru.splice(shard.lru.begin(), shard.lru, it);

@@ -66,9 +66,11 @@ class RecordCache {
   static bool Cacheable(const idem::v1::Record& record);
 
   // The cached final record of (scope, key), or null (absent, too old, or
-  // too close to its expiry; such an entry is dropped).
+  // too close to its expiry; such an entry is dropped). `count_miss` false:
+  // a miss is not counted (the caller will look again and count it then).
   std::shared_ptr<const idem::v1::Record> Lookup(absl::string_view scope,
-                                                 absl::string_view key);
+                                                 absl::string_view key,
+                                                 bool count_miss = true);
 
   // Stores `record` if it is final and fits; replaces an older entry.
   void Insert(const idem::v1::Record& record);

@@ -25,6 +25,7 @@
 #define IDEM_SERVER_STORE_H_
 
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 #include "absl/strings/string_view.h"
@@ -92,6 +93,14 @@ class IdempotencyStore {
     auto results = BatchBegin(absl::MakeConstSpan(&params, 1), deadline);
     if (!results.ok()) return results.status();
     return std::move(results->front());
+  }
+
+  // A one-key Begin answered from memory, without I/O or waiting (a cached
+  // replay), or nullopt: then call Begin. Safe on a gRPC callback thread.
+  virtual std::optional<absl::StatusOr<BeginResult>> TryBeginFromMemory(
+      const BeginParams& params) {
+    (void)params;
+    return std::nullopt;
   }
 
   // Stores the result if request.lease_token is the current lease.

@@ -150,6 +150,25 @@ TEST_F(CachingStoreTest, ABatchSendsOnlyTheMissesInward) {
   EXPECT_EQ((*results)[2].status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(CachingStoreTest, TryBeginFromMemoryAnswersOnlyCachedKeys) {
+  inner_.records[{"s", "done"}] = RecordMapStore::Completed("s", "done", "h", "r1");
+  EXPECT_FALSE(store_.TryBeginFromMemory(Params("done")).has_value());
+  EXPECT_EQ(cache_.misses(), 0) << "the caller looks again and counts the miss then";
+  ASSERT_TRUE(store_.Begin(Params("done"), absl::Now()).ok());
+  const int asked = inner_.keys_asked;
+  std::optional<absl::StatusOr<BeginResult>> hit = store_.TryBeginFromMemory(Params("done"));
+  ASSERT_TRUE(hit.has_value());
+  ASSERT_TRUE(hit->ok());
+  EXPECT_EQ((*hit)->outcome, BeginResponse::COMPLETED);
+  EXPECT_EQ((*hit)->record.response(), "r1");
+  std::optional<absl::StatusOr<BeginResult>> other =
+      store_.TryBeginFromMemory(Params("done", "h2"));
+  ASSERT_TRUE(other.has_value());
+  EXPECT_EQ(other->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(store_.TryBeginFromMemory(Params("unknown")).has_value());
+  EXPECT_EQ(inner_.keys_asked, asked);
+}
+
 TEST_F(CachingStoreTest, AnInnerFailureIsPassedOn) {
   FakeStore failing;
   failing.begin_result = absl::UnavailableError("down");
