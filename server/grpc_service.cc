@@ -263,8 +263,21 @@ grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* contex
                                              const idem::v1::BeginRequest* request,
                                              idem::v1::BeginResponse* response) {
   // A Begin refused by Authorize() goes through Dispatch, which answers.
-  if (request->has_wait() && RequestedWait(*request) > absl::ZeroDuration() &&
-      Authorize(*context, *request).ok()) {
+  const bool allowed = Authorize(*context, *request).ok();
+  // Answered here, on gRPC's thread, when that needs no I/O (a cached
+  // replay, or bad input): no worker hop.
+  if (allowed) {
+    const absl::Time start = absl::Now();
+    absl::Status status;
+    if (service_->TryBeginWithoutBlocking(*request, response, &status)) {
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      const grpc::Status answer = ToGrpcStatus(status);
+      RecordFinished("Begin", start, *request, answer, *response);
+      reactor->Finish(answer);
+      return reactor;
+    }
+  }
+  if (allowed && request->has_wait() && RequestedWait(*request) > absl::ZeroDuration()) {
     auto* reactor = new WaitingBeginReactor(this, context, request, response);
     reactor->Start();
     return reactor;

@@ -1,6 +1,8 @@
 // GrpcService: serves idem.v1.Idempotency with the gRPC callback API.
 //
-// Each handler only queues the call on the WorkerPool and returns; a worker
+// A Begin that needs no I/O (refused by validation, or a replay the record
+// cache answers) is answered at once on gRPC's thread. Otherwise each
+// handler only queues the call on the WorkerPool and returns; a worker
 // runs IdempotencyService (which blocks on the store), converts the status
 // once (grpc_status.h) and finishes the reactor. A full queue answers
 // RESOURCE_EXHAUSTED; a call whose deadline passed or that was cancelled

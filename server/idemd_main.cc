@@ -21,6 +21,20 @@ ABSL_FLAG(std::string, postgres, "",
           "PostgreSQL libpq URL (also $IDEM_POSTGRES_URL)");
 ABSL_FLAG(int, pool_size, 8,
           "database connections, and store calls running at once");
+ABSL_FLAG(int, worker_threads, 64,
+          "threads running calls; more than --pool_size so that concurrent "
+          "Begins and Completes can be batched (group commit)");
+ABSL_FLAG(bool, group_commit, true,
+          "gather concurrent Begins (and Completes) into one statement and "
+          "one commit");
+ABSL_FLAG(int, batch_statements, 0,
+          "group commit: batches of each kind running at once (0: a quarter of "
+          "--pool_size, at least 1)");
+ABSL_FLAG(int64_t, record_cache_bytes, 32 << 20,
+          "memory for cached completed/failed records answering replays; 0: off");
+ABSL_FLAG(absl::Duration, record_cache_ttl, absl::Seconds(5),
+          "longest a cached record is served; bounds how long a record "
+          "deleted by idemctl release/purge can still be replayed");
 ABSL_FLAG(int, max_queued_calls, 4096,
           "calls waiting for a connection before RESOURCE_EXHAUSTED");
 ABSL_FLAG(absl::Duration, statement_timeout, absl::Seconds(10),
@@ -83,6 +97,11 @@ int main(int argc, char** argv) {
   options.postgres_url = absl::GetFlag(FLAGS_postgres);
   options.pool_size = absl::GetFlag(FLAGS_pool_size);
   options.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
+  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.group_commit = absl::GetFlag(FLAGS_group_commit);
+  options.batch_statements = absl::GetFlag(FLAGS_batch_statements);
+  options.record_cache_bytes = absl::GetFlag(FLAGS_record_cache_bytes);
+  options.record_cache_ttl = absl::GetFlag(FLAGS_record_cache_ttl);
   options.statement_timeout = absl::GetFlag(FLAGS_statement_timeout);
   options.max_response_bytes = absl::GetFlag(FLAGS_max_response_bytes);
   options.sweep_interval = absl::GetFlag(FLAGS_sweep_interval);

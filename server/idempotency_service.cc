@@ -71,6 +71,25 @@ absl::Status IdempotencyService::Begin(const idem::v1::BeginRequest& request,
   return absl::OkStatus();
 }
 
+bool IdempotencyService::TryBeginWithoutBlocking(const idem::v1::BeginRequest& request,
+                                                 BeginResponse* response,
+                                                 absl::Status* status) {
+  absl::StatusOr<BeginParams> params = ValidateBegin(request);
+  if (!params.ok()) {
+    *status = params.status();
+    return true;
+  }
+  std::optional<absl::StatusOr<BeginResult>> answer = store_->TryBeginFromMemory(*params);
+  if (!answer.has_value()) return false;
+  if (!answer->ok()) {
+    *status = answer->status();
+    return true;
+  }
+  FillBeginResponse(**std::move(answer), response);
+  *status = absl::OkStatus();
+  return true;
+}
+
 absl::Status IdempotencyService::BatchBegin(
     const idem::v1::BatchBeginRequest& request, absl::Time deadline,
     idem::v1::BatchBeginResponse* response) {

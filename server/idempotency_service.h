@@ -36,6 +36,11 @@ class IdempotencyService {
 
   absl::Status Begin(const idem::v1::BeginRequest& request, absl::Time deadline,
                      idem::v1::BeginResponse* response);
+  // A Begin answered at once without blocking, when validation refuses it
+  // or the store has the answer in memory (a cached replay): true, with
+  // *status (and *response) set. False: call Begin. Safe on gRPC's threads.
+  bool TryBeginWithoutBlocking(const idem::v1::BeginRequest& request,
+                               idem::v1::BeginResponse* response, absl::Status* status);
   absl::Status BatchBegin(const idem::v1::BatchBeginRequest& request,
                           absl::Time deadline,
                           idem::v1::BatchBeginResponse* response);

@@ -39,6 +39,11 @@ class PostgresStore final : public IdempotencyStore {
       absl::Span<const BeginParams> params, absl::Time deadline) override;
   absl::StatusOr<idem::v1::Record> Complete(
       const idem::v1::CompleteRequest& request, absl::Time deadline) override;
+  // One array-based UPDATE for every request (idem_complete_batch), one
+  // commit; keys whose snapshot was stale run again.
+  absl::StatusOr<std::vector<absl::StatusOr<idem::v1::Record>>> BatchComplete(
+      absl::Span<const idem::v1::CompleteRequest* const> requests,
+      absl::Time deadline) override;
   absl::StatusOr<idem::v1::Record> Fail(const idem::v1::FailRequest& request,
                                         absl::Time deadline) override;
   absl::StatusOr<idem::v1::Record> ExtendLease(const ExtendLeaseParams& params,

@@ -37,6 +37,18 @@ constexpr int64_t kReceiveSlackBytes = 16 << 20;
 // and the metrics collector, so none waits behind request traffic.
 constexpr int kBackgroundConnections = 3;
 
+// Calls in one group-commit batch (the Begin statement takes any number).
+constexpr int kMaxBatch = 256;
+
+// How far idemd's clock may be from PostgreSQL's before the record cache
+// could serve a record past its expiry (record_cache.h).
+constexpr absl::Duration kRecordCacheClockMargin = absl::Seconds(1);
+
+int BatchStatements(const Server::Options& options) {
+  if (options.batch_statements > 0) return options.batch_statements;
+  return std::max(1, options.pool_size / 4);
+}
+
 // Waits for the database, then for an up-to-date schema.
 absl::Status AwaitSchema(const Server::Options& options) {
   const Migrator migrator(options.postgres_url, EmbeddedMigrations());
@@ -135,8 +147,17 @@ Server::Server(const Options& options, std::unique_ptr<const Authorizer> authori
       store_(PostgresStore::Options{options.postgres_url,
                                     options.pool_size + kBackgroundConnections,
                                     options.statement_timeout}),
-      service_(&store_, RequestLimits{options.max_response_bytes}),
-      workers_(options.pool_size, options.max_queued_calls),
+      group_commit_store_(&store_, GroupCommitStore::Options{GroupCommitOptions{
+                                       BatchStatements(options), kMaxBatch}}),
+      record_cache_(RecordCache::Options{options.record_cache_bytes,
+                                         options.record_cache_ttl,
+                                         kRecordCacheClockMargin, nullptr}),
+      caching_store_(options.group_commit
+                         ? static_cast<IdempotencyStore*>(&group_commit_store_)
+                         : &store_,
+                     &record_cache_),
+      service_(&caching_store_, RequestLimits{options.max_response_bytes}),
+      workers_(options.worker_threads, options.max_queued_calls),
       waiters_(options.max_waiters),
       listener_(options.postgres_url, &waiters_),
       grpc_service_(&service_, &workers_, &waiters_, &rpc_metrics_,
@@ -178,6 +199,34 @@ void Server::RegisterMetrics() {
   metrics_.AddCounterCallback(
       "idem_sweeper_rows_removed_total", "Expired records the sweeper deleted.",
       [this] { return static_cast<double>(sweeper_.rows_removed()); });
+  metrics_.AddCounterCallback(
+      "idem_record_cache_hits_total",
+      "Lookups answered by the cache of final records (replays, Get).",
+      [this] { return static_cast<double>(record_cache_.hits()); });
+  metrics_.AddCounterCallback(
+      "idem_record_cache_misses_total",
+      "Lookups the cache of final records could not answer.",
+      [this] { return static_cast<double>(record_cache_.misses()); });
+  metrics_.AddGaugeCallback(
+      "idem_record_cache_bytes", "Bytes charged by the cached final records.",
+      [this] { return static_cast<double>(record_cache_.bytes()); });
+  for (const auto& [kind, counters] :
+       {std::pair{"begin", &group_commit_store_.begin_counters()},
+        std::pair{"complete", &group_commit_store_.complete_counters()}}) {
+    const GroupCommitCounters* c = counters;
+    metrics_.AddCounterCallback(
+        absl::StrCat("idem_group_commit_", kind, "_batches_total"),
+        absl::StrCat("Group-commit batches of ", kind, " calls run (one statement each)."),
+        [c] { return static_cast<double>(c->batches.load(std::memory_order_relaxed)); });
+    metrics_.AddCounterCallback(
+        absl::StrCat("idem_group_commit_", kind, "_calls_total"),
+        absl::StrCat(kind, " calls run in group-commit batches (calls / batches = mean batch size)."),
+        [c] { return static_cast<double>(c->calls.load(std::memory_order_relaxed)); });
+    metrics_.AddCounterCallback(
+        absl::StrCat("idem_group_commit_", kind, "_fallbacks_total"),
+        absl::StrCat("Group-commit ", kind, " batches that failed as a whole and ran call by call."),
+        [c] { return static_cast<double>(c->fallbacks.load(std::memory_order_relaxed)); });
+  }
   metrics_.AddGaugeCallback(
       "idem_waiting_begins", "Begin calls parked waiting on a key (BeginRequest.wait).",
       [this] { return static_cast<double>(waiters_.size()); });
@@ -197,6 +246,20 @@ absl::Status ValidateOptions(const Server::Options& options) {
   }
   if (options.pool_size < 1) {
     return absl::InvalidArgumentError("--pool_size must be at least 1");
+  }
+  if (options.worker_threads < 1 || options.worker_threads > 4096) {
+    return absl::InvalidArgumentError("--worker_threads must be 1 to 4096");
+  }
+  if (options.batch_statements < 0) {
+    return absl::InvalidArgumentError("--batch_statements must not be negative");
+  }
+  if (options.record_cache_bytes < 0) {
+    return absl::InvalidArgumentError("--record_cache_bytes must not be negative");
+  }
+  if (options.record_cache_ttl <= absl::ZeroDuration() &&
+      options.record_cache_bytes > 0) {
+    return absl::InvalidArgumentError(
+        "--record_cache_ttl must be positive (or --record_cache_bytes=0)");
   }
   if (options.max_waiters < 0) {
     return absl::InvalidArgumentError("--max_waiters must not be negative");

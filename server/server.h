@@ -29,7 +29,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/authorizer.h"
+#include "server/caching_store.h"
 #include "server/grpc_service.h"
+#include "server/group_commit_store.h"
 #include "server/health_monitor.h"
 #include "server/idempotency_service.h"
 #include "server/key_change_listener.h"
@@ -37,6 +39,7 @@
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/postgres_store.h"
+#include "server/record_cache.h"
 #include "server/rpc_metrics.h"
 #include "server/store_stats_collector.h"
 #include "server/sweeper.h"
@@ -50,10 +53,23 @@ class Server {
     // host:port; port 0 picks a free port (see port()).
     std::string listen = "127.0.0.1:50051";
     std::string postgres_url;
-    // Store calls running at once (worker threads), and their database
-    // connections; the sweeper, health checks and metrics
-    // collector have three more.
+    // Database connections for calls; the sweeper, health checks and
+    // metrics collector have three more.
     int pool_size = 8;
+    // Threads running calls. More than pool_size, so that concurrent Begins
+    // and Completes can wait together to be batched (group commit).
+    int worker_threads = 64;
+    // Group commit: concurrent Begins (and Completes) share one statement
+    // and one commit; at most batch_statements batches of each kind run at
+    // once (0: a quarter of pool_size, at least 1).
+    bool group_commit = true;
+    int batch_statements = 0;
+    // Cache of final records answering replays without the database
+    // (record_cache.h); 0 bytes: off. An entry is served at most
+    // record_cache_ttl after it was stored, which bounds how long a record
+    // deleted by idemctl (release, purge) can still be replayed.
+    int64_t record_cache_bytes = 32 << 20;
+    absl::Duration record_cache_ttl = absl::Seconds(5);
     // Calls waiting for a worker beyond which RESOURCE_EXHAUSTED is answered.
     int max_queued_calls = 4096;
     absl::Duration statement_timeout = absl::Seconds(10);
@@ -123,6 +139,11 @@ class Server {
   RpcMetrics rpc_metrics_;
   const std::unique_ptr<const Authorizer> authorizer_;
   PostgresStore store_;
+  // Calls go: service_ -> caching_store_ -> group_commit_store_ (if on) ->
+  // store_; background work uses store_ directly.
+  GroupCommitStore group_commit_store_;
+  RecordCache record_cache_;
+  CachingStore caching_store_;
   IdempotencyService service_;
   WorkerPool workers_;
   KeyWaiters waiters_;

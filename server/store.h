@@ -25,6 +25,7 @@
 #define IDEM_SERVER_STORE_H_
 
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 #include "absl/strings/string_view.h"
@@ -94,9 +95,32 @@ class IdempotencyStore {
     return std::move(results->front());
   }
 
+  // A one-key Begin answered from memory, without I/O or waiting (a cached
+  // replay), or nullopt: then call Begin. Safe on a gRPC callback thread.
+  virtual std::optional<absl::StatusOr<BeginResult>> TryBeginFromMemory(
+      const BeginParams& params) {
+    (void)params;
+    return std::nullopt;
+  }
+
   // Stores the result if request.lease_token is the current lease.
   virtual absl::StatusOr<idem::v1::Record> Complete(
       const idem::v1::CompleteRequest& request, absl::Time deadline) = 0;
+
+  // Completes several keys (no two with the same scope and key) in one
+  // operation: one result per request, in order, each what Complete would
+  // answer. The outer status is the whole batch's. By default, one Complete
+  // after another.
+  virtual absl::StatusOr<std::vector<absl::StatusOr<idem::v1::Record>>> BatchComplete(
+      absl::Span<const idem::v1::CompleteRequest* const> requests,
+      absl::Time deadline) {
+    std::vector<absl::StatusOr<idem::v1::Record>> results;
+    results.reserve(requests.size());
+    for (const idem::v1::CompleteRequest* r : requests) {
+      results.push_back(Complete(*r, deadline));
+    }
+    return results;
+  }
 
   // Stores the failure (or releases the key, when retryable).
   virtual absl::StatusOr<idem::v1::Record> Fail(

@@ -153,6 +153,8 @@ class OneWorkerTest : public CallDeadlineTest {
     Server::Options options = testenv::TestServerOptions(*url_);
     options.statement_timeout = absl::Hours(1);
     options.pool_size = 1;
+    // Workers are no longer tied to the pool size (group commit wants more).
+    options.worker_threads = 1;
     StartIdemd(options);
   }
 };

@@ -616,3 +616,41 @@ TEST_F(ServerTest, HealthServiceSaysServing) {
 
 }  // namespace
 }  // namespace idem
+
+namespace idem {
+namespace {
+
+// The record cache: a record deleted behind idemd's back (idemctl purge, or
+// through another replica) is no longer replayed once --record_cache_ttl
+// has passed since idemd last read it; the key is then begun afresh.
+TEST(RecordCacheServerTest, APurgedRecordIsForgottenAfterTheCacheTtl) {
+  Server::Options options = testenv::TestServerOptions();
+  options.record_cache_ttl = absl::Milliseconds(300);
+  InProcessIdemd idemd(options);
+  const std::string scope = testenv::UniqueScope();
+  absl::StatusOr<BeginResponse> begun = idemd.client->Begin(scope, "k", "request");
+  ASSERT_TRUE(begun.ok()) << begun.status();
+  idem::v1::CompleteRequest c;
+  c.set_scope(scope);
+  c.set_key("k");
+  c.set_lease_token(begun->lease_token());
+  c.set_response("first");
+  ASSERT_TRUE(idemd.client->Complete(c).ok());
+  absl::StatusOr<BeginResponse> replay = idemd.client->Begin(scope, "k", "request");
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_EQ(replay->outcome(), BeginResponse::COMPLETED);
+  EXPECT_EQ(replay->record().response(), "first");
+
+  pqxx::connection admin(testenv::SharedDatabaseUrl());
+  pqxx::work tx(admin);
+  tx.exec_params("DELETE FROM idempotency_keys WHERE scope = $1", scope);
+  tx.commit();
+  absl::SleepFor(absl::Milliseconds(400));
+  absl::StatusOr<BeginResponse> again = idemd.client->Begin(scope, "k", "request");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->outcome(), BeginResponse::ACQUIRED);
+  EXPECT_GT(again->lease_token(), begun->lease_token());
+}
+
+}  // namespace
+}  // namespace idem

@@ -1,5 +1,6 @@
 // PostgresStore under concurrency, and the sweeper, on the test PostgreSQL.
 #include <atomic>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -8,6 +9,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "server/group_commit_store.h"
 #include "server/postgres_store.h"
 #include "server/sweeper.h"
 #include "tests/integration/test_env.h"
@@ -169,6 +171,165 @@ TEST(StorePoolTest, FullPoolWaitsOnlyUntilTheDeadline) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   tx.abort();
   blocked.join();
+}
+
+// A replay (Begin on a live final record) takes no row lock and writes
+// nothing: it answers while another transaction holds the row FOR UPDATE,
+// where a locking statement would wait out the statement timeout. A request
+// mismatch and a permanently failed key are answered the same way; an
+// in-progress key still goes through the locking insert.
+TEST(StoreReplayTest, ReplaysOfFinalRecordsTakeNoRowLock) {
+  PostgresStore::Options options = StoreOptions(testenv::SharedDatabaseUrl(), 2);
+  options.statement_timeout = absl::Seconds(2);
+  PostgresStore store(options);
+  const std::string scope = testenv::UniqueScope();
+  absl::StatusOr<BeginResult> done = store.Begin(Params(scope, "done"), Soon());
+  ASSERT_TRUE(done.ok()) << done.status();
+  idem::v1::CompleteRequest c;
+  c.set_scope(scope);
+  c.set_key("done");
+  c.set_lease_token(done->record.lease_token());
+  c.set_response("the answer");
+  ASSERT_TRUE(store.Complete(c, Soon()).ok());
+  absl::StatusOr<BeginResult> failed = store.Begin(Params(scope, "failed"), Soon());
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  idem::v1::FailRequest f;
+  f.set_scope(scope);
+  f.set_key("failed");
+  f.set_lease_token(failed->record.lease_token());
+  f.set_error("permanent");
+  ASSERT_TRUE(store.Fail(f, Soon()).ok());
+  ASSERT_TRUE(store.Begin(Params(scope, "held"), Soon()).ok());
+
+  pqxx::connection locker(testenv::SharedDatabaseUrl());
+  pqxx::work tx(locker);
+  tx.exec_params("SELECT 1 FROM idempotency_keys WHERE scope = $1 FOR UPDATE", scope);
+
+  absl::StatusOr<BeginResult> replay = store.Begin(Params(scope, "done"), Soon());
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_EQ(replay->outcome, BeginResponse::COMPLETED);
+  EXPECT_EQ(replay->record.response(), "the answer");
+  EXPECT_EQ(replay->record.lease_token(), done->record.lease_token());
+
+  const std::string other_hash = "other";
+  absl::StatusOr<BeginResult> mismatch = store.Begin(
+      BeginParams{scope, "done", other_hash, absl::Seconds(30), absl::Hours(1), ""},
+      Soon());
+  EXPECT_EQ(mismatch.status().code(), absl::StatusCode::kFailedPrecondition)
+      << mismatch.status();
+
+  absl::StatusOr<BeginResult> failed_replay = store.Begin(Params(scope, "failed"), Soon());
+  ASSERT_TRUE(failed_replay.ok()) << failed_replay.status();
+  EXPECT_EQ(failed_replay->outcome, BeginResponse::FAILED);
+  EXPECT_EQ(failed_replay->record.error(), "permanent");
+
+  // The in-progress key still locks: it waits for the row and times out.
+  absl::StatusOr<BeginResult> held = store.Begin(Params(scope, "held"), Soon());
+  EXPECT_FALSE(held.ok());
+  tx.abort();
+  held = store.Begin(Params(scope, "held"), Soon());
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(held->outcome, BeginResponse::IN_PROGRESS);
+}
+
+idem::v1::CompleteRequest CompleteOf(const std::string& scope, const std::string& key,
+                                     int64_t token, const std::string& response) {
+  idem::v1::CompleteRequest c;
+  c.set_scope(scope);
+  c.set_key(key);
+  c.set_lease_token(token);
+  c.set_response(response);
+  (*c.mutable_response_metadata())["content-type"] = "text/plain";
+  return c;
+}
+
+// One BatchComplete statement answers each key what Complete would.
+TEST(StoreBatchCompleteTest, EachKeyGetsCompletesOwnAnswer) {
+  PostgresStore store(StoreOptions(testenv::SharedDatabaseUrl(), 2));
+  const std::string scope = testenv::UniqueScope();
+  std::vector<int64_t> tokens;
+  for (const char* key : {"fresh", "stolen", "repeat", "changed"}) {
+    absl::StatusOr<BeginResult> r = store.Begin(Params(scope, key), Soon());
+    ASSERT_TRUE(r.ok()) << r.status();
+    tokens.push_back(r->record.lease_token());
+  }
+  ASSERT_TRUE(store.Complete(CompleteOf(scope, "repeat", tokens[2], "same"), Soon()).ok());
+  ASSERT_TRUE(store.Complete(CompleteOf(scope, "changed", tokens[3], "first"), Soon()).ok());
+  const std::vector<idem::v1::CompleteRequest> requests = {
+      CompleteOf(scope, "fresh", tokens[0], std::string("bin\0\"\xff", 7)),
+      CompleteOf(scope, "stolen", tokens[1] + 1000000, "x"),
+      CompleteOf(scope, "repeat", tokens[2], "same"),
+      CompleteOf(scope, "changed", tokens[3], "second"),
+      CompleteOf(scope, "never-begun", 1, "x")};
+  std::vector<const idem::v1::CompleteRequest*> pointers;
+  for (const auto& r : requests) pointers.push_back(&r);
+  auto results = store.BatchComplete(pointers, Soon());
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 5u);
+  ASSERT_TRUE((*results)[0].ok()) << (*results)[0].status();
+  EXPECT_EQ((*results)[0]->status(), idem::v1::Record::COMPLETED);
+  EXPECT_EQ((*results)[0]->response(), std::string("bin\0\"\xff", 7));
+  EXPECT_EQ((*results)[0]->response_metadata().at("content-type"), "text/plain");
+  EXPECT_EQ((*results)[1].status().code(), absl::StatusCode::kAborted);
+  ASSERT_TRUE((*results)[2].ok()) << (*results)[2].status();
+  EXPECT_EQ((*results)[2]->response(), "same");
+  EXPECT_EQ((*results)[3].status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*results)[4].status().code(), absl::StatusCode::kNotFound);
+  // Stored: a replay sees the batch's response.
+  absl::StatusOr<idem::v1::Record> got = store.Get(scope, "fresh", Soon());
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->response(), std::string("bin\0\"\xff", 7));
+}
+
+// Through group commit: 50 callers racing one key still give it to exactly
+// one, and 40 callers on their own keys each acquire and complete theirs.
+TEST(GroupCommitStoreTest, RacesAndManyKeysKeepEveryRule) {
+  PostgresStore inner(StoreOptions(testenv::SharedDatabaseUrl(), 4));
+  GroupCommitStore store(&inner, GroupCommitStore::Options{GroupCommitOptions{2, 64}});
+  const std::string scope = testenv::UniqueScope();
+  std::vector<absl::StatusOr<BeginResult>> race(50, absl::UnknownError("unset"));
+  std::vector<absl::StatusOr<idem::v1::Record>> completed(40, absl::UnknownError("unset"));
+  absl::Notification go;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&, i] {
+      go.WaitForNotification();
+      race[i] = store.Begin(Params(scope, "shared"), Soon());
+    });
+  }
+  for (int i = 0; i < 40; ++i) {
+    threads.emplace_back([&, i] {
+      const std::string key = "own-" + std::to_string(i);
+      go.WaitForNotification();
+      absl::StatusOr<BeginResult> r = store.Begin(Params(scope, key), Soon());
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_EQ(r->outcome, BeginResponse::ACQUIRED);
+      completed[i] = store.Complete(
+          CompleteOf(scope, key, r->record.lease_token(), "r" + std::to_string(i)), Soon());
+    });
+  }
+  go.Notify();
+  for (std::thread& t : threads) t.join();
+  int acquired = 0;
+  for (const auto& r : race) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    acquired += r->outcome == BeginResponse::ACQUIRED;
+  }
+  EXPECT_EQ(acquired, 1);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(completed[i].ok()) << completed[i].status();
+    EXPECT_EQ(completed[i]->response(), "r" + std::to_string(i));
+    absl::StatusOr<idem::v1::Record> got =
+        inner.Get(scope, "own-" + std::to_string(i), Soon());
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->status(), idem::v1::Record::COMPLETED);
+  }
+  // Figures, not assertions: how much batching there was.
+  const GroupCommitCounters& b = store.begin_counters();
+  const GroupCommitCounters& c = store.complete_counters();
+  std::printf("begin: %lld calls in %lld batches; complete: %lld calls in %lld batches\n",
+              static_cast<long long>(b.calls.load()), static_cast<long long>(b.batches.load()),
+              static_cast<long long>(c.calls.load()), static_cast<long long>(c.batches.load()));
 }
 
 class SweeperTest : public testing::Test {

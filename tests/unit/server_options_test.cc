@@ -35,6 +35,10 @@ TEST(ValidateOptionsTest, NamesTheFlagOutOfRange) {
       {"--tls_cert", [](Server::Options* o) { o->tls_key = "key.pem"; }},
       {"--tls_client_ca", [](Server::Options* o) { o->tls_client_ca = "ca.pem"; }},
       {"--metrics_collect_interval", [](Server::Options* o) { o->metrics_collect_interval = absl::ZeroDuration(); }},
+      {"--worker_threads", [](Server::Options* o) { o->worker_threads = 0; }},
+      {"--batch_statements", [](Server::Options* o) { o->batch_statements = -1; }},
+      {"--record_cache_bytes", [](Server::Options* o) { o->record_cache_bytes = -1; }},
+      {"--record_cache_ttl", [](Server::Options* o) { o->record_cache_ttl = absl::ZeroDuration(); }},
   };
   for (const Case& c : cases) {
     Server::Options options = Valid();

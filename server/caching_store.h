@@ -1,0 +1,68 @@
+// CachingStore: an IdempotencyStore decorator that answers replays of final
+// records from a RecordCache (record_cache.h) without asking the inner store.
+//
+//   Begin / BatchBegin  a key with a cached final record is answered from it:
+//                       same request hash -> COMPLETED / FAILED with the
+//                       record; another hash -> FAILED_PRECONDITION, as the
+//                       store would. Other keys go to the inner store in one
+//                       call; final records it returns are cached.
+//   TryBeginFromMemory  the same answer for a cached key, without blocking
+//                       (GrpcService answers it on gRPC's thread).
+//   Get                 cached record, else the inner store (a final answer
+//                       is cached).
+//   Complete / Fail     (and BatchComplete) always the inner store (a write
+//                       is never answered from the cache); a final record
+//                       returned is cached.
+//   the rest            passed through.
+//
+// Authorization stays in the service layer, before the store: the cache
+// never sees a call the caller may not make.
+//
+// Thread safety: safe for concurrent use if the inner store is.
+#ifndef IDEM_SERVER_CACHING_STORE_H_
+#define IDEM_SERVER_CACHING_STORE_H_
+
+#include "server/record_cache.h"
+#include "server/store.h"
+
+namespace idem {
+
+class CachingStore final : public IdempotencyStore {
+ public:
+  // `inner` and `cache` must outlive this.
+  CachingStore(IdempotencyStore* inner, RecordCache* cache);
+  CachingStore(const CachingStore&) = delete;
+  CachingStore& operator=(const CachingStore&) = delete;
+
+  absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> BatchBegin(
+      absl::Span<const BeginParams> params, absl::Time deadline) override;
+  std::optional<absl::StatusOr<BeginResult>> TryBeginFromMemory(
+      const BeginParams& params) override;
+  absl::StatusOr<idem::v1::Record> Complete(
+      const idem::v1::CompleteRequest& request, absl::Time deadline) override;
+  absl::StatusOr<std::vector<absl::StatusOr<idem::v1::Record>>> BatchComplete(
+      absl::Span<const idem::v1::CompleteRequest* const> requests,
+      absl::Time deadline) override;
+  absl::StatusOr<idem::v1::Record> Fail(const idem::v1::FailRequest& request,
+                                        absl::Time deadline) override;
+  absl::StatusOr<idem::v1::Record> ExtendLease(const ExtendLeaseParams& params,
+                                               absl::Time deadline) override;
+  absl::StatusOr<idem::v1::Record> Get(absl::string_view scope,
+                                       absl::string_view key,
+                                       absl::Time deadline) override;
+  absl::StatusOr<int64_t> DeleteExpired(int64_t limit,
+                                        absl::Time deadline) override;
+  absl::Status Ping(absl::Time deadline) override;
+  absl::StatusOr<StoreStats> Stats(absl::Time deadline) override;
+
+ private:
+  // Caches `record` if it is final; passes it on.
+  absl::StatusOr<idem::v1::Record> Remember(absl::StatusOr<idem::v1::Record> record);
+
+  IdempotencyStore* const inner_;
+  RecordCache* const cache_;
+};
+
+}  // namespace idem
+
+#endif  // IDEM_SERVER_CACHING_STORE_H_
