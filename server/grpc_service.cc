@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
+#include <utility>
 #include <vector>
+
+#include <grpcpp/impl/codegen/proto_utils.h>  // SerializationTraits for messages
 
 #include "absl/time/clock.h"
 #include "server/grpc_status.h"
@@ -34,6 +38,38 @@ absl::Time CallDeadline(const grpc::CallbackServerContext& context) {
 const grpc::Status kOverloaded(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                "idemd is overloaded (work queue full); retry "
                                "with backoff");
+
+// `bytes` parsed as a Request; nullopt when they are not one (malformed
+// protobuf, or invalid UTF-8 in a string field: proto3's parser refuses
+// it). `bytes` stays gRPC's: Deserialize consumes a reference copy.
+template <typename Request>
+std::optional<Request> ParseRequest(const grpc::ByteBuffer& bytes) {
+  grpc::ByteBuffer copy(bytes);
+  std::optional<Request> request(std::in_place);
+  if (!grpc::SerializationTraits<Request>::Deserialize(&copy, &*request).ok()) {
+    return std::nullopt;
+  }
+  return request;
+}
+
+template <typename Request>
+grpc::Status UnparsableRequest() {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      "request is not a valid " + Request::descriptor()->full_name() +
+                          " (malformed protobuf or invalid UTF-8 in a string field)");
+}
+
+// Writes `response` to `bytes`: OK, or INTERNAL when it cannot.
+template <typename Response>
+grpc::Status SerializeResponse(const Response& response, grpc::ByteBuffer* bytes) {
+  bool own_buffer;
+  const grpc::Status status =
+      grpc::SerializationTraits<Response>::Serialize(response, bytes, &own_buffer);
+  if (status.ok()) return status;
+  return grpc::Status(grpc::StatusCode::INTERNAL,
+                      "could not serialize the " + Response::descriptor()->full_name() +
+                          ": " + status.error_message());
+}
 
 // The attempt the answer's record is at, for the log line (0: none).
 template <typename Response>
@@ -94,23 +130,57 @@ void GrpcService::RecordFinished(const char* method, absl::Time start,
          status.ok() ? AttemptOf(response) : 0, latency);
 }
 
+// A unary call's parsed request and its response, from parsing until the
+// answer. Answer() serializes the response (when OK) into gRPC's response
+// bytes, records the call, deletes this, then finishes gRPC's default
+// reactor: nothing reads the request or response after Finish.
+template <typename Request, typename Response>
+class GrpcService::UnaryCall {
+ public:
+  UnaryCall(GrpcService* service, const char* method, grpc::ServerUnaryReactor* reactor,
+            grpc::ByteBuffer* response_bytes)
+      : service_(service),
+        method_(method),
+        reactor_(reactor),
+        response_bytes_(response_bytes),
+        start_(absl::Now()) {}
+
+  Request request;
+  Response response;
+
+  // Deletes this.
+  void Answer(grpc::Status status) {
+    if (status.ok()) status = SerializeResponse(response, response_bytes_);
+    service_->RecordFinished(method_, start_, request, status, response);
+    grpc::ServerUnaryReactor* const reactor = reactor_;
+    delete this;
+    reactor->Finish(std::move(status));
+  }
+
+ private:
+  GrpcService* const service_;
+  const char* const method_;
+  grpc::ServerUnaryReactor* const reactor_;
+  grpc::ByteBuffer* const response_bytes_;
+  const absl::Time start_;
+};
+
 // Runs a Begin with `wait` until it has an answer. Each try runs on a
 // worker; between tries it is parked in KeyWaiters and holds no thread.
 // Finish() happens exactly once: from a try, from OnCancel() when it removed
 // the waiter (so no try is pending), or from a wake-up that cannot be
-// queued.
+// queued. Owns the request and response until gRPC is done (OnDone).
 class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
  public:
   WaitingBeginReactor(GrpcService* service, grpc::CallbackServerContext* context,
-                      const idem::v1::BeginRequest* request,
-                      idem::v1::BeginResponse* response)
+                      idem::v1::BeginRequest request, grpc::ByteBuffer* response_bytes)
       : service_(service),
         context_(context),
-        request_(request),
-        response_(response),
+        request_(std::move(request)),
+        response_bytes_(response_bytes),
         start_(absl::Now()),
         deadline_(CallDeadline(*context)),
-        answer_by_(std::min(absl::Now() + RequestedWait(*request),
+        answer_by_(std::min(absl::Now() + RequestedWait(request_),
                             deadline_ - kWaitAnswerMargin)) {}
 
   void Start() {
@@ -142,7 +212,7 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
     // Woken when the wait is over: answer IN_PROGRESS as last seen, rather
     // than run a statement whose answer might miss the caller's deadline.
     if (tried_ && absl::Now() >= answer_by_) {
-      *response_->mutable_retry_after() =
+      *response_.mutable_retry_after() =
           ToProtoDuration(std::max(lease_end_ - absl::Now(), absl::ZeroDuration()));
       Answer(grpc::Status::OK);
       return;
@@ -150,18 +220,18 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
     tried_ = true;
     // Registered before the statement looks at the key: a change that
     // lands while it runs is not lost (KeyWaiters::Park says so).
-    const KeyWaiters::Id id = service_->waiters_->Prepare(request_->scope(), request_->key());
-    response_->Clear();
-    const absl::Status status = service_->service_->Begin(*request_, deadline_, response_);
+    const KeyWaiters::Id id = service_->waiters_->Prepare(request_.scope(), request_.key());
+    response_.Clear();
+    const absl::Status status = service_->service_->Begin(request_, deadline_, &response_);
     const absl::Time now = absl::Now();
-    if (!status.ok() || response_->outcome() != idem::v1::BeginResponse::IN_PROGRESS ||
+    if (!status.ok() || response_.outcome() != idem::v1::BeginResponse::IN_PROGRESS ||
         id == 0 || now >= answer_by_) {
       // Done, or no room to wait (id 0: too many waiters, or shutting down).
       if (id != 0) service_->waiters_->Cancel(id);
       Answer(ToGrpcStatus(status));
       return;
     }
-    lease_end_ = now + FromProtoDuration(response_->retry_after());
+    lease_end_ = now + FromProtoDuration(response_.retry_after());
     bool cancelled;
     KeyWaiters::ParkResult parked = KeyWaiters::ParkResult::kNotified;
     {
@@ -189,16 +259,17 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
     if (!service_->workers_->TrySchedule([this] { Try(); })) Answer(kOverloaded);
   }
 
-  // Records the answer, then finishes.
-  void Answer(const grpc::Status& status) {
-    service_->RecordFinished("Begin", start_, *request_, status, *response_);
-    Finish(status);
+  // Serializes the response (when OK), records the answer, then finishes.
+  void Answer(grpc::Status status) {
+    if (status.ok()) status = SerializeResponse(response_, response_bytes_);
+    service_->RecordFinished("Begin", start_, request_, status, response_);
+    Finish(std::move(status));
   }
 
   GrpcService* const service_;
   grpc::CallbackServerContext* const context_;
-  const idem::v1::BeginRequest* const request_;
-  idem::v1::BeginResponse* const response_;
+  const idem::v1::BeginRequest request_;
+  grpc::ByteBuffer* const response_bytes_;
   const absl::Time start_;
   const absl::Time deadline_;
   // When the wait ends: IN_PROGRESS is answered from then on.
@@ -206,6 +277,7 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
   // Used by one try at a time (tries never overlap).
   bool tried_ = false;
   absl::Time lease_end_;  // Of the holder, as last seen (local clock).
+  idem::v1::BeginResponse response_;
 
   absl::Mutex mu_;
   KeyWaiters::Id waiter_ ABSL_GUARDED_BY(mu_) = 0;
@@ -224,102 +296,108 @@ GrpcService::GrpcService(IdempotencyService* service, WorkerPool* workers,
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* GrpcService::Dispatch(
     const char* method, grpc::CallbackServerContext* context,
-    const Request* request, Response* response,
+    std::optional<Request> request, grpc::ByteBuffer* response_bytes,
     absl::Status (IdempotencyService::*method_fn)(const Request&, absl::Time,
                                                   Response*)) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const absl::Time start = absl::Now();
-  const absl::Time deadline = CallDeadline(*context);
-  // Records the answer, then finishes (after which `response` is gone).
-  auto answer = [this, reactor, method, start, request, response](
-                    const grpc::Status& status) {
-    RecordFinished(method, start, *request, status, *response);
-    reactor->Finish(status);
-  };
-  // Before any store work; on gRPC's thread (a SHA-256, no I/O).
-  if (const absl::Status allowed = Authorize(*context, *request); !allowed.ok()) {
-    answer(ToGrpcStatus(allowed));
+  auto* call = new UnaryCall<Request, Response>(this, method, reactor, response_bytes);
+  if (!request.has_value()) {
+    call->Answer(UnparsableRequest<Request>());
     return reactor;
   }
+  call->request = *std::move(request);
+  const absl::Time deadline = CallDeadline(*context);
+  // Before any store work; on gRPC's thread (a SHA-256, no I/O).
+  if (const absl::Status allowed = Authorize(*context, call->request); !allowed.ok()) {
+    call->Answer(ToGrpcStatus(allowed));
+    return reactor;
+  }
+  // After Answer() the call is gone.
   const bool queued = workers_->TrySchedule([=] {
     if (context->IsCancelled()) {
-      answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran"));
+      call->Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran"));
       return;
     }
     if (absl::Now() >= deadline) {
-      answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                          "deadline passed while the call was queued"));
+      call->Answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                "deadline passed while the call was queued"));
       return;
     }
-    answer(ToGrpcStatus((service_->*method_fn)(*request, deadline, response)));
+    call->Answer(
+        ToGrpcStatus((service_->*method_fn)(call->request, deadline, &call->response)));
   });
   if (!queued) {
-    answer(kOverloaded);
+    call->Answer(kOverloaded);
   }
   return reactor;
 }
 
 grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* context,
-                                             const idem::v1::BeginRequest* request,
-                                             idem::v1::BeginResponse* response) {
-  // A Begin refused by Authorize() goes through Dispatch, which answers.
-  const bool allowed = Authorize(*context, *request).ok();
+                                             const grpc::ByteBuffer* request,
+                                             grpc::ByteBuffer* response) {
+  std::optional<idem::v1::BeginRequest> begin =
+      ParseRequest<idem::v1::BeginRequest>(*request);
+  // A Begin refused by Authorize() or unparsable goes through Dispatch,
+  // which answers.
+  const bool allowed = begin.has_value() && Authorize(*context, *begin).ok();
   // Answered here, on gRPC's thread, when that needs no I/O (a cached
   // replay, or bad input): no worker hop.
   if (allowed) {
     const absl::Time start = absl::Now();
     absl::Status status;
-    if (service_->TryBeginWithoutBlocking(*request, response, &status)) {
+    idem::v1::BeginResponse answered;
+    if (service_->TryBeginWithoutBlocking(*begin, &answered, &status)) {
       grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-      const grpc::Status answer = ToGrpcStatus(status);
-      RecordFinished("Begin", start, *request, answer, *response);
+      grpc::Status answer = ToGrpcStatus(status);
+      if (answer.ok()) answer = SerializeResponse(answered, response);
+      RecordFinished("Begin", start, *begin, answer, answered);
       reactor->Finish(answer);
       return reactor;
     }
   }
-  if (allowed && request->has_wait() && RequestedWait(*request) > absl::ZeroDuration()) {
-    auto* reactor = new WaitingBeginReactor(this, context, request, response);
+  if (allowed && begin->has_wait() && RequestedWait(*begin) > absl::ZeroDuration()) {
+    auto* reactor = new WaitingBeginReactor(this, context, *std::move(begin), response);
     reactor->Start();
     return reactor;
   }
-  return Dispatch("Begin", context, request, response,
+  return Dispatch("Begin", context, std::move(begin), response,
                   &IdempotencyService::Begin);
 }
 
-grpc::ServerUnaryReactor* GrpcService::BatchBegin(
-    grpc::CallbackServerContext* context,
-    const idem::v1::BatchBeginRequest* request,
-    idem::v1::BatchBeginResponse* response) {
-  return Dispatch("BatchBegin", context, request, response,
+grpc::ServerUnaryReactor* GrpcService::BatchBegin(grpc::CallbackServerContext* context,
+                                                  const grpc::ByteBuffer* request,
+                                                  grpc::ByteBuffer* response) {
+  return Dispatch("BatchBegin", context,
+                  ParseRequest<idem::v1::BatchBeginRequest>(*request), response,
                   &IdempotencyService::BatchBegin);
 }
 
-grpc::ServerUnaryReactor* GrpcService::Complete(
-    grpc::CallbackServerContext* context, const idem::v1::CompleteRequest* request,
-    idem::v1::CompleteResponse* response) {
-  return Dispatch("Complete", context, request, response,
-                  &IdempotencyService::Complete);
+grpc::ServerUnaryReactor* GrpcService::Complete(grpc::CallbackServerContext* context,
+                                                const grpc::ByteBuffer* request,
+                                                grpc::ByteBuffer* response) {
+  return Dispatch("Complete", context, ParseRequest<idem::v1::CompleteRequest>(*request),
+                  response, &IdempotencyService::Complete);
 }
 
 grpc::ServerUnaryReactor* GrpcService::Fail(grpc::CallbackServerContext* context,
-                                            const idem::v1::FailRequest* request,
-                                            idem::v1::FailResponse* response) {
-  return Dispatch("Fail", context, request, response,
-                  &IdempotencyService::Fail);
+                                            const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* response) {
+  return Dispatch("Fail", context, ParseRequest<idem::v1::FailRequest>(*request),
+                  response, &IdempotencyService::Fail);
 }
 
 grpc::ServerUnaryReactor* GrpcService::Get(grpc::CallbackServerContext* context,
-                                           const idem::v1::GetRequest* request,
-                                           idem::v1::GetResponse* response) {
-  return Dispatch("Get", context, request, response,
+                                           const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) {
+  return Dispatch("Get", context, ParseRequest<idem::v1::GetRequest>(*request), response,
                   &IdempotencyService::Get);
 }
 
-grpc::ServerUnaryReactor* GrpcService::ExtendLease(
-    grpc::CallbackServerContext* context,
-    const idem::v1::ExtendLeaseRequest* request,
-    idem::v1::ExtendLeaseResponse* response) {
-  return Dispatch("ExtendLease", context, request, response,
+grpc::ServerUnaryReactor* GrpcService::ExtendLease(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* response) {
+  return Dispatch("ExtendLease", context,
+                  ParseRequest<idem::v1::ExtendLeaseRequest>(*request), response,
                   &IdempotencyService::ExtendLease);
 }
 

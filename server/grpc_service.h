@@ -1,5 +1,14 @@
 // GrpcService: serves idem.v1.Idempotency with the gRPC callback API.
 //
+// Every method is registered raw (request and response as bytes): the
+// handler parses the request itself, so bytes that are not the method's
+// request (malformed protobuf, or invalid UTF-8 in a string field, which
+// proto3's parser refuses) are answered INVALID_ARGUMENT naming the message
+// type, where gRPC's typed handler would answer UNIMPLEMENTED with no
+// message. The typed request and response live in the call's reactor until
+// gRPC is done with the call; the response is serialized just before
+// Finish. Reflection is unaffected (it reads the descriptor pool).
+//
 // A Begin that needs no I/O (refused by validation, or a replay the record
 // cache answers) is answered at once on gRPC's thread. Otherwise each
 // handler only queues the call on the WorkerPool and returns; a worker
@@ -27,6 +36,10 @@
 #ifndef IDEM_SERVER_GRPC_SERVICE_H_
 #define IDEM_SERVER_GRPC_SERVICE_H_
 
+#include <optional>
+
+#include <grpcpp/support/byte_buffer.h>
+
 #include "idem/v1/idempotency.grpc.pb.h"
 #include "server/authorizer.h"
 #include "server/idempotency_service.h"
@@ -36,7 +49,16 @@
 
 namespace idem {
 
-class GrpcService final : public idem::v1::Idempotency::CallbackService {
+// idem.v1.Idempotency with every method raw (ByteBuffer in and out).
+using RawIdempotencyService = idem::v1::Idempotency::WithRawCallbackMethod_Begin<
+    idem::v1::Idempotency::WithRawCallbackMethod_BatchBegin<
+        idem::v1::Idempotency::WithRawCallbackMethod_Complete<
+            idem::v1::Idempotency::WithRawCallbackMethod_Fail<
+                idem::v1::Idempotency::WithRawCallbackMethod_Get<
+                    idem::v1::Idempotency::WithRawCallbackMethod_ExtendLease<
+                        idem::v1::Idempotency::Service>>>>>>;
+
+class GrpcService final : public RawIdempotencyService {
  public:
   // All must outlive the gRPC server. `authorizer` null: every caller may
   // use every scope.
@@ -44,32 +66,39 @@ class GrpcService final : public idem::v1::Idempotency::CallbackService {
               KeyWaiters* waiters, RpcMetrics* metrics,
               const Authorizer* authorizer = nullptr);
 
+  // Each parses its request from `request` and, when answering OK, writes
+  // the serialized response to `response`.
   grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext* context,
-                                  const idem::v1::BeginRequest* request,
-                                  idem::v1::BeginResponse* response) override;
-  grpc::ServerUnaryReactor* BatchBegin(
-      grpc::CallbackServerContext* context,
-      const idem::v1::BatchBeginRequest* request,
-      idem::v1::BatchBeginResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* BatchBegin(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
-                                     const idem::v1::CompleteRequest* request,
-                                     idem::v1::CompleteResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* context,
-                                 const idem::v1::FailRequest* request,
-                                 idem::v1::FailResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
-                                const idem::v1::GetRequest* request,
-                                idem::v1::GetResponse* response) override;
-  grpc::ServerUnaryReactor* ExtendLease(
-      grpc::CallbackServerContext* context,
-      const idem::v1::ExtendLeaseRequest* request,
-      idem::v1::ExtendLeaseResponse* response) override;
+                                const grpc::ByteBuffer* request,
+                                grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ExtendLease(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
 
  private:
   template <typename Request, typename Response>
+  class UnaryCall;
+  class WaitingBeginReactor;
+
+  // Answers INVALID_ARGUMENT naming the type when `request` (the parsed
+  // bytes) is empty; otherwise, once authorized, runs `method_fn` on a
+  // worker with a UnaryCall owning request and response.
+  template <typename Request, typename Response>
   grpc::ServerUnaryReactor* Dispatch(
       const char* method, grpc::CallbackServerContext* context,
-      const Request* request, Response* response,
+      std::optional<Request> request, grpc::ByteBuffer* response_bytes,
       absl::Status (IdempotencyService::*method_fn)(const Request&, absl::Time,
                                                     Response*));
 
@@ -83,8 +112,6 @@ class GrpcService final : public idem::v1::Idempotency::CallbackService {
   template <typename Request, typename Response>
   void RecordFinished(const char* method, absl::Time start, const Request& request,
                       const grpc::Status& status, const Response& response);
-
-  class WaitingBeginReactor;
 
   IdempotencyService* const service_;
   WorkerPool* const workers_;

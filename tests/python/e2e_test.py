@@ -170,6 +170,30 @@ class PythonClientTest(unittest.TestCase):
         self.assertIn("idem.v1.Idempotency", names)
         self.assertIn("grpc.health.v1.Health", names)
 
+    def test_server_reflection_describes_the_methods(self):
+        # idemd registers the methods raw (bytes in, bytes out); reflection
+        # still serves their file descriptor with the typed signatures.
+        from google.protobuf import descriptor_pb2
+        stub = reflection_rpc.ServerReflectionStub(self.channel)
+        request = reflection_pb.ServerReflectionRequest(
+            file_containing_symbol="idem.v1.Idempotency")
+        responses = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+        files = responses[0].file_descriptor_response.file_descriptor_proto
+        self.assertTrue(files, responses[0])
+        descriptor = descriptor_pb2.FileDescriptorProto.FromString(files[0])
+        service = [s for s in descriptor.service if s.name == "Idempotency"][0]
+        methods = {m.name: (m.input_type, m.output_type) for m in service.method}
+        self.assertEqual(methods["Begin"], (".idem.v1.BeginRequest", ".idem.v1.BeginResponse"))
+        self.assertEqual(sorted(methods), ["BatchBegin", "Begin", "Complete", "ExtendLease",
+                                           "Fail", "Get"])
+
+    def test_bytes_that_are_not_a_request_are_invalid_argument(self):
+        garbage = self.channel.unary_unary("/idem.v1.Idempotency/Begin")
+        with self.assertRaises(grpc.RpcError) as e:
+            garbage(b"\xde\xad\xbe\xef", timeout=5)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("idem.v1.BeginRequest", e.exception.details())
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
