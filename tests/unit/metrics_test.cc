@@ -1,9 +1,12 @@
 // The Prometheus text rendering of MetricsRegistry, and the HTTP endpoint.
 #include <httplib.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -192,6 +195,49 @@ TEST(MetricsHttpTest, ServesMetricsAnd404Elsewhere) {
   (*server)->Stop();
   (*server)->Stop();  // Idempotent.
   EXPECT_FALSE(client.Get("/metrics"));
+}
+
+// Threads add children, count and observe while another renders; every
+// update is in the final text. (Run under ThreadSanitizer by scripts/test.)
+TEST(MetricsRegistryTest, UpdatesFromManyThreadsWhileRenderingAreAllCounted) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 2000;
+  MetricsRegistry registry;
+  CounterFamily* calls = registry.AddCounter("idem_race_total", "Calls.", {"thread"});
+  HistogramFamily* latency =
+      registry.AddHistogram("idem_race_seconds", "Latency.", {}, {0.5, 1});
+  std::atomic<bool> done{false};
+  std::thread renderer([&] {
+    while (!done.load()) EXPECT_FALSE(registry.Render().empty());
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        calls->WithLabels({absl::StrCat(t % 2)})->Increment();
+        latency->WithLabels({})->Observe(i % 2 == 0 ? 0.25 : 0.75);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  done = true;
+  renderer.join();
+  const std::string text = registry.Render();
+  const std::string half = absl::StrCat(kThreads / 2 * kPerThread);
+  const std::string all = absl::StrCat(kThreads * kPerThread);
+  EXPECT_NE(text.find("idem_race_total{thread=\"0\"} " + half + "\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("idem_race_total{thread=\"1\"} " + half + "\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("idem_race_seconds_bucket{le=\"0.5\"} " +
+                      absl::StrCat(kThreads * kPerThread / 2) + "\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("idem_race_seconds_count " + all + "\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("idem_race_seconds_sum " + absl::StrCat(kThreads * kPerThread / 2) +
+                      "\n"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

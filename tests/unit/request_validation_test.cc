@@ -27,7 +27,8 @@ void ExpectNames(const absl::Status& status, const std::string& field) {
 }
 
 TEST(ValidateBeginTest, AcceptsValidRequestAndResolvesDefaults) {
-  absl::StatusOr<BeginParams> params = ValidateBegin(ValidBegin());
+  const BeginRequest request = ValidBegin();  // BeginParams views its strings
+  absl::StatusOr<BeginParams> params = ValidateBegin(request);
   ASSERT_TRUE(params.ok()) << params.status();
   EXPECT_EQ(params->lease_ttl, absl::Seconds(30));
   EXPECT_EQ(params->retention, absl::Hours(24));
