@@ -17,11 +17,16 @@ PqxxFailure FromSqlState(const std::string& state, const char* what) {
   // takes writes (a primary fenced read-only for a switchover, or a standby
   // reached without target_session_attrs=read-write). Another connection
   // may reach the primary, so this one is replaced like a lost one.
-  if (absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" ||
+  // No SQLSTATE: the error is libpq's own, not the server's; libpqxx 6.4
+  // throws it when the server closed the connection under a statement
+  // ("server closed the connection unexpectedly"). The statement's outcome
+  // is unknown, like a lost connection's, and the connection is replaced.
+  if (state.empty() || absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" ||
       state == "57P03" || state == "25006") {
     LOG(WARNING) << "database connection lost (SQLSTATE " << state << "): " << what;
     return {absl::UnavailableError(
-                absl::StrCat("database unavailable (SQLSTATE ", state, ")")),
+                state.empty() ? std::string("database unavailable (connection lost)")
+                              : absl::StrCat("database unavailable (SQLSTATE ", state, ")")),
             true};
   }
   if (state == "40001" || state == "40P01") {

@@ -40,6 +40,12 @@ TEST(ClassifyPqxxExceptionTest, EachKindGetsItsCode) {
        absl::StatusCode::kUnavailable, true},
       {Classify(pqxx::sql_error("connection failure", "SELECT 1", "08006")),
        absl::StatusCode::kUnavailable, true},
+      // libpq's own failure, no SQLSTATE: what libpqxx 6.4 throws when the
+      // server closed the connection under a statement (found by idem-chaos
+      // across a PostgreSQL crash restart).
+      {Classify(pqxx::sql_error("server closed the connection unexpectedly",
+                                "SELECT secret", "")),
+       absl::StatusCode::kUnavailable, true},
       // A write on a server that is read-only (fenced for a switchover, or a
       // standby): the connection is replaced so libpq can find the primary.
       {Classify(pqxx::sql_error("cannot execute INSERT in a read-only transaction",
