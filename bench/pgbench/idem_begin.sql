@@ -1,8 +1,18 @@
-WITH input AS (
-  SELECT *, nextval('idempotency_lease_token_seq') AS fresh_token
+WITH requested AS (
+  SELECT *
   FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[],
               $6::text[])
     AS i(scope, key, hash_hex, lease_us, retention_us, owner)),
+settled AS (
+  SELECT k.scope, k.key
+  FROM idempotency_keys k JOIN requested r ON k.scope = r.scope AND k.key = r.key
+  WHERE k.expires_at > now()
+    AND (k.status = 'completed' OR (k.status = 'failed' AND NOT k.retryable))),
+input AS (
+  SELECT r.*, nextval('idempotency_lease_token_seq') AS fresh_token
+  FROM requested r
+  WHERE NOT EXISTS (SELECT 1 FROM settled s
+                    WHERE s.scope = r.scope AND s.key = r.key)),
 changed AS (
   INSERT INTO idempotency_keys AS k
     (scope, key, request_hash, status, lease_token, attempt,
@@ -64,5 +74,5 @@ SELECT false,
   (extract(epoch FROM k.expires_at) * 1000000)::int8,
   (extract(epoch FROM now()) * 1000000)::int8,
   k.owner, false
-FROM idempotency_keys k JOIN input i ON k.scope = i.scope AND k.key = i.key
+FROM idempotency_keys k JOIN requested i ON k.scope = i.scope AND k.key = i.key
 WHERE NOT EXISTS (SELECT 1 FROM changed c WHERE c.scope = k.scope AND c.key = k.key)
