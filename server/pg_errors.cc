@@ -17,7 +17,10 @@ PqxxFailure FromSqlState(const std::string& state, const char* what) {
   // takes writes (a primary fenced read-only for a switchover, or a standby
   // reached without target_session_attrs=read-write). Another connection
   // may reach the primary, so this one is replaced like a lost one.
-  if (absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" ||
+  // No SQLSTATE: the error came from libpq itself, not the server, i.e.
+  // "server closed the connection unexpectedly" (a crash restart while the
+  // statement ran); libpqxx 6.4 throws a plain sql_error for it.
+  if (state.empty() || absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" ||
       state == "57P03" || state == "25006") {
     LOG(WARNING) << "database connection lost (SQLSTATE " << state << "): " << what;
     return {absl::UnavailableError(

@@ -40,6 +40,10 @@ TEST(ClassifyPqxxExceptionTest, EachKindGetsItsCode) {
        absl::StatusCode::kUnavailable, true},
       {Classify(pqxx::sql_error("connection failure", "SELECT 1", "08006")),
        absl::StatusCode::kUnavailable, true},
+      // libpq's own error when the server dies mid-statement: no SQLSTATE.
+      {Classify(pqxx::sql_error("server closed the connection unexpectedly",
+                                "SELECT 1", "")),
+       absl::StatusCode::kUnavailable, true},
       // A write on a server that is read-only (fenced for a switchover, or a
       // standby): the connection is replaced so libpq can find the primary.
       {Classify(pqxx::sql_error("cannot execute INSERT in a read-only transaction",
