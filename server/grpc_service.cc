@@ -282,6 +282,19 @@ grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* contex
     reactor->Start();
     return reactor;
   }
+  // Group commit on: queued for the next batch from here, answered by the
+  // thread that runs it; no thread waits for this call.
+  if (allowed && service_->BeginsAsync()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    const absl::Time start = absl::Now();
+    service_->BeginAsync(*request, CallDeadline(*context), response,
+                         [this, reactor, start, request, response](absl::Status status) {
+                           const grpc::Status answer = ToGrpcStatus(status);
+                           RecordFinished("Begin", start, *request, answer, *response);
+                           reactor->Finish(answer);
+                         });
+    return reactor;
+  }
   return Dispatch("Begin", context, request, response,
                   &IdempotencyService::Begin);
 }
