@@ -68,6 +68,24 @@ absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> CachingStore::BatchBegi
   return results;
 }
 
+bool CachingStore::BeginsAsync() const { return inner_->BeginsAsync(); }
+
+void CachingStore::BeginAsync(const BeginParams& params, absl::Time deadline,
+                              BeginDone done) {
+  if (std::shared_ptr<const Record> hit = cache_->Lookup(params.scope, params.key)) {
+    done(FromCache(*hit, params));
+    return;
+  }
+  inner_->BeginAsync(params, deadline,
+                     [this, done = std::move(done)](absl::StatusOr<BeginResult> r) {
+                       if (r.ok() && (r->outcome == BeginResponse::COMPLETED ||
+                                      r->outcome == BeginResponse::FAILED)) {
+                         cache_->Insert(r->record);
+                       }
+                       done(std::move(r));
+                     });
+}
+
 absl::StatusOr<Record> CachingStore::Remember(absl::StatusOr<Record> record) {
   if (record.ok()) cache_->Insert(*record);
   return record;

@@ -38,6 +38,9 @@ class CachingStore final : public IdempotencyStore {
       absl::Span<const BeginParams> params, absl::Time deadline) override;
   std::optional<absl::StatusOr<BeginResult>> TryBeginFromMemory(
       const BeginParams& params) override;
+  bool BeginsAsync() const override;
+  void BeginAsync(const BeginParams& params, absl::Time deadline,
+                  BeginDone done) override;
   absl::StatusOr<idem::v1::Record> Complete(
       const idem::v1::CompleteRequest& request, absl::Time deadline) override;
   absl::StatusOr<std::vector<absl::StatusOr<idem::v1::Record>>> BatchComplete(

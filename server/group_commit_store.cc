@@ -11,6 +11,7 @@ using idem::v1::Record;
 
 GroupCommitStore::GroupCommitStore(IdempotencyStore* inner, Options options)
     : inner_(inner),
+      begins_async_(static_cast<bool>(options.batches.schedule)),
       begins_(
           options.batches,
           [](const BeginParams& p) {
@@ -53,6 +54,17 @@ absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> GroupCommitStore::Batch
   std::vector<absl::StatusOr<BeginResult>> results;
   results.push_back(begins_.Submit(params.front(), deadline));
   return results;
+}
+
+bool GroupCommitStore::BeginsAsync() const { return begins_async_; }
+
+void GroupCommitStore::BeginAsync(const BeginParams& params, absl::Time deadline,
+                                  BeginDone done) {
+  if (!begins_async_) {
+    done(begins_.Submit(params, deadline));
+    return;
+  }
+  begins_.SubmitAsync(params, deadline, std::move(done));
 }
 
 absl::StatusOr<Record> GroupCommitStore::Complete(const CompleteRequest& request,

@@ -32,6 +32,11 @@ class GroupCommitStore final : public IdempotencyStore {
 
   absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> BatchBegin(
       absl::Span<const BeginParams> params, absl::Time deadline) override;
+  // True when options.batches.schedule is set: the Begin is queued for
+  // the next batch and `done` runs on the thread that ran it.
+  bool BeginsAsync() const override;
+  void BeginAsync(const BeginParams& params, absl::Time deadline,
+                  BeginDone done) override;
   absl::StatusOr<idem::v1::Record> Complete(
       const idem::v1::CompleteRequest& request, absl::Time deadline) override;
   absl::StatusOr<std::vector<absl::StatusOr<idem::v1::Record>>> BatchComplete(
@@ -54,6 +59,7 @@ class GroupCommitStore final : public IdempotencyStore {
 
  private:
   IdempotencyStore* const inner_;
+  const bool begins_async_;
   GroupCommit<BeginParams, absl::StatusOr<BeginResult>> begins_;
   GroupCommit<idem::v1::CompleteRequest, absl::StatusOr<idem::v1::Record>> completes_;
 };

@@ -360,6 +360,19 @@ grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* contex
     reactor->Start();
     return reactor;
   }
+  // Group commit on: queued for the next batch from here, answered by the
+  // thread that runs it; no thread waits for this call.
+  if (allowed && service_->BeginsAsync()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    auto* call = new UnaryCall<idem::v1::BeginRequest, idem::v1::BeginResponse>(
+        this, "Begin", reactor, response);
+    call->request = *std::move(begin);
+    // The callback runs exactly once, perhaps before BeginAsync returns;
+    // Answer() deletes the call.
+    service_->BeginAsync(call->request, CallDeadline(*context), &call->response,
+                         [call](absl::Status status) { call->Answer(ToGrpcStatus(status)); });
+    return reactor;
+  }
   return Dispatch("Begin", context, std::move(begin), response,
                   &IdempotencyService::Begin);
 }

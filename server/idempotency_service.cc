@@ -71,6 +71,26 @@ absl::Status IdempotencyService::Begin(const idem::v1::BeginRequest& request,
   return absl::OkStatus();
 }
 
+void IdempotencyService::BeginAsync(const idem::v1::BeginRequest& request,
+                                    absl::Time deadline, BeginResponse* response,
+                                    std::function<void(absl::Status)> done) {
+  absl::StatusOr<BeginParams> params = ValidateBegin(request);
+  if (!params.ok()) {
+    done(params.status());
+    return;
+  }
+  store_->BeginAsync(*params, deadline,
+                     [this, response, done = std::move(done)](
+                         absl::StatusOr<BeginResult> result) {
+                       if (!result.ok()) {
+                         done(result.status());
+                         return;
+                       }
+                       FillBeginResponse(*std::move(result), response);
+                       done(absl::OkStatus());
+                     });
+}
+
 bool IdempotencyService::TryBeginWithoutBlocking(const idem::v1::BeginRequest& request,
                                                  BeginResponse* response,
                                                  absl::Status* status) {

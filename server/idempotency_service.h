@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -41,6 +42,13 @@ class IdempotencyService {
   // *status (and *response) set. False: call Begin. Safe on gRPC's threads.
   bool TryBeginWithoutBlocking(const idem::v1::BeginRequest& request,
                                idem::v1::BeginResponse* response, absl::Status* status);
+  // Whether BeginAsync answers without blocking (the store batches Begins).
+  bool BeginsAsync() const { return store_->BeginsAsync(); }
+  // Begin, with the status going to `done` (maybe on another thread);
+  // `request` and `response` must live until then.
+  void BeginAsync(const idem::v1::BeginRequest& request, absl::Time deadline,
+                  idem::v1::BeginResponse* response,
+                  std::function<void(absl::Status)> done);
   absl::Status BatchBegin(const idem::v1::BatchBeginRequest& request,
                           absl::Time deadline,
                           idem::v1::BatchBeginResponse* response);

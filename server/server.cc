@@ -49,6 +49,17 @@ int BatchStatements(const Server::Options& options) {
   return std::max(1, options.pool_size / 4);
 }
 
+GroupCommitOptions GroupCommitBatches(
+    const Server::Options& options,
+    std::function<bool(std::function<void()>)> schedule) {
+  GroupCommitOptions batches;
+  batches.max_running = BatchStatements(options);
+  batches.max_batch = kMaxBatch;
+  batches.schedule = std::move(schedule);
+  batches.max_queued = static_cast<size_t>(std::max(1, options.max_queued_calls));
+  return batches;
+}
+
 // Waits for the database, then for an up-to-date schema.
 absl::Status AwaitSchema(const Server::Options& options) {
   const Migrator migrator(options.postgres_url, EmbeddedMigrations());
@@ -147,8 +158,11 @@ Server::Server(const Options& options, std::unique_ptr<const Authorizer> authori
       store_(PostgresStore::Options{options.postgres_url,
                                     options.pool_size + kBackgroundConnections,
                                     options.statement_timeout}),
-      group_commit_store_(&store_, GroupCommitStore::Options{GroupCommitOptions{
-                                       BatchStatements(options), kMaxBatch}}),
+      group_commit_store_(&store_, GroupCommitStore::Options{GroupCommitBatches(
+                                       options, [this](std::function<void()> task) {
+                                         // Async Begins' batch leaders run on the workers.
+                                         return workers_.TrySchedule(std::move(task));
+                                       })}),
       record_cache_(RecordCache::Options{options.record_cache_bytes,
                                          options.record_cache_ttl,
                                          kRecordCacheClockMargin, nullptr}),

@@ -25,6 +25,7 @@
 #define IDEM_SERVER_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -101,6 +102,18 @@ class IdempotencyStore {
       const BeginParams& params) {
     (void)params;
     return std::nullopt;
+  }
+
+  // Receives the result of BeginAsync.
+  using BeginDone = std::function<void(absl::StatusOr<BeginResult>)>;
+  // Whether BeginAsync answers without blocking its caller (safe on a gRPC
+  // callback thread). False: BeginAsync blocks (it calls Begin).
+  virtual bool BeginsAsync() const { return false; }
+  // A one-key Begin whose result goes to `done`, maybe on another thread.
+  // Whatever `params` points to must outlive the call of `done`.
+  virtual void BeginAsync(const BeginParams& params, absl::Time deadline,
+                          BeginDone done) {
+    done(Begin(params, deadline));
   }
 
   // Stores the result if request.lease_token is the current lease.

@@ -12,6 +12,7 @@
 #include "server/group_commit_store.h"
 #include "server/postgres_store.h"
 #include "server/sweeper.h"
+#include "server/worker_pool.h"
 #include "tests/integration/test_env.h"
 
 namespace idem {
@@ -285,7 +286,10 @@ TEST(StoreBatchCompleteTest, EachKeyGetsCompletesOwnAnswer) {
 // one, and 40 callers on their own keys each acquire and complete theirs.
 TEST(GroupCommitStoreTest, RacesAndManyKeysKeepEveryRule) {
   PostgresStore inner(StoreOptions(testenv::SharedDatabaseUrl(), 4));
-  GroupCommitStore store(&inner, GroupCommitStore::Options{GroupCommitOptions{2, 64}});
+  GroupCommitOptions batches;
+  batches.max_running = 2;
+  batches.max_batch = 64;
+  GroupCommitStore store(&inner, GroupCommitStore::Options{batches});
   const std::string scope = testenv::UniqueScope();
   std::vector<absl::StatusOr<BeginResult>> race(50, absl::UnknownError("unset"));
   std::vector<absl::StatusOr<idem::v1::Record>> completed(40, absl::UnknownError("unset"));
@@ -330,6 +334,53 @@ TEST(GroupCommitStoreTest, RacesAndManyKeysKeepEveryRule) {
   std::printf("begin: %lld calls in %lld batches; complete: %lld calls in %lld batches\n",
               static_cast<long long>(b.calls.load()), static_cast<long long>(b.batches.load()),
               static_cast<long long>(c.calls.load()), static_cast<long long>(c.batches.load()));
+}
+
+// Async Begins (leaders on a worker pool), all submitted from one thread
+// that never waits: 50 on one key give it to exactly one, 40 on their own
+// keys each acquire theirs, and every call is answered once.
+TEST(GroupCommitStoreTest, AsyncBeginsFromOneThreadKeepEveryRule) {
+  PostgresStore inner(StoreOptions(testenv::SharedDatabaseUrl(), 4));
+  WorkerPool workers(4, 64);
+  GroupCommitOptions batches;
+  batches.max_running = 2;
+  batches.max_batch = 64;
+  batches.schedule = [&workers](std::function<void()> task) {
+    return workers.TrySchedule(std::move(task));
+  };
+  GroupCommitStore store(&inner, GroupCommitStore::Options{batches});
+  ASSERT_TRUE(store.BeginsAsync());
+  const std::string scope = testenv::UniqueScope();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 90; ++i) keys.push_back(i < 50 ? "shared" : "own-" + std::to_string(i));
+  absl::Mutex mu;
+  std::vector<absl::StatusOr<BeginResult>> results(90, absl::UnknownError("unset"));
+  int answered = 0;
+  for (int i = 0; i < 90; ++i) {
+    store.BeginAsync(Params(scope, keys[i]), Soon(), [&, i](absl::StatusOr<BeginResult> r) {
+      absl::MutexLock lock(&mu);
+      results[i] = std::move(r);
+      ++answered;
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    auto all = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return answered == 90; };
+    mu.Await(absl::Condition(&all));
+  }
+  int acquired = 0;
+  for (int i = 0; i < 90; ++i) {
+    ASSERT_TRUE(results[i].ok()) << i << " " << results[i].status();
+    if (i < 50) {
+      acquired += results[i]->outcome == BeginResponse::ACQUIRED;
+    } else {
+      EXPECT_EQ(results[i]->outcome, BeginResponse::ACQUIRED) << keys[i];
+    }
+  }
+  EXPECT_EQ(acquired, 1);
+  const GroupCommitCounters& b = store.begin_counters();
+  std::printf("async begin: %lld calls in %lld batches\n",
+              static_cast<long long>(b.calls.load()), static_cast<long long>(b.batches.load()));
 }
 
 class SweeperTest : public testing::Test {

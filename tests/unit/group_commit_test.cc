@@ -8,6 +8,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "server/worker_pool.h"
 
 namespace idem {
 namespace {
@@ -47,12 +48,20 @@ struct Recorder {
   }
 };
 
+// One batch in flight, up to 16 calls in it; no leader scheduling.
+GroupCommitOptions OneAtATime() {
+  GroupCommitOptions options;
+  options.max_running = 1;
+  options.max_batch = 16;
+  return options;
+}
+
 absl::Time Later() { return absl::Now() + absl::Seconds(30); }
 
 TEST(GroupCommitTest, ALoneCallGoesStraightThrough) {
   Recorder rec;
   rec.release.Notify();
-  Batcher batcher(GroupCommitOptions{1, 16}, KeyOf,
+  Batcher batcher(OneAtATime(), KeyOf,
                   [&](absl::Span<const Req* const> b, absl::Time) { return rec.Run(b); },
                   [](const Req& r, absl::Time) -> Result { return -1; });
   Result r = batcher.Submit(Req{"a", 21}, Later());
@@ -68,7 +77,7 @@ void AwaitQueued(const Batcher& batcher, size_t n) {
 
 TEST(GroupCommitTest, CallsArrivingWhileABatchRunsGoTogetherEachWithItsOwnResult) {
   Recorder rec;
-  Batcher batcher(GroupCommitOptions{1, 16}, KeyOf,
+  Batcher batcher(OneAtATime(), KeyOf,
                   [&](absl::Span<const Req* const> b, absl::Time) { return rec.Run(b); },
                   [](const Req& r, absl::Time) -> Result { return -1; });
   std::vector<Result> results(11, absl::UnknownError("unset"));
@@ -94,7 +103,7 @@ TEST(GroupCommitTest, CallsArrivingWhileABatchRunsGoTogetherEachWithItsOwnResult
 
 TEST(GroupCommitTest, TwoCallsForOneKeyNeverShareABatch) {
   Recorder rec;
-  Batcher batcher(GroupCommitOptions{1, 16}, KeyOf,
+  Batcher batcher(OneAtATime(), KeyOf,
                   [&](absl::Span<const Req* const> b, absl::Time) { return rec.Run(b); },
                   [](const Req& r, absl::Time) -> Result { return -1; });
   std::vector<std::thread> threads;
@@ -124,7 +133,7 @@ TEST(GroupCommitTest, ABatchThatFailsAsAWholeRunsEachCallAlone) {
   std::atomic<int> alone{0};
   std::atomic<int> batch_calls{0};
   Batcher batcher(
-      GroupCommitOptions{1, 16}, KeyOf,
+      OneAtATime(), KeyOf,
       [&](absl::Span<const Req* const> b, absl::Time) -> absl::StatusOr<std::vector<Result>> {
         if (batch_calls.fetch_add(1) == 0) {
           started.Notify();
@@ -161,7 +170,7 @@ TEST(GroupCommitTest, UnavailableFailsTheWholeBatchWithoutRetrying) {
   std::atomic<int> batch_calls{0};
   std::atomic<int> alone{0};
   Batcher batcher(
-      GroupCommitOptions{1, 16}, KeyOf,
+      OneAtATime(), KeyOf,
       [&](absl::Span<const Req* const>, absl::Time) -> absl::StatusOr<std::vector<Result>> {
         if (batch_calls.fetch_add(1) == 0) {
           started.Notify();
@@ -190,7 +199,7 @@ TEST(GroupCommitTest, UnavailableFailsTheWholeBatchWithoutRetrying) {
 
 TEST(GroupCommitTest, ACallWhoseDeadlinePassesWhileQueuedDoesNotRun) {
   Recorder rec;
-  Batcher batcher(GroupCommitOptions{1, 16}, KeyOf,
+  Batcher batcher(OneAtATime(), KeyOf,
                   [&](absl::Span<const Req* const> b, absl::Time) { return rec.Run(b); },
                   [](const Req& r, absl::Time) -> Result { return -1; });
   std::thread first([&] { (void)batcher.Submit(Req{"first", 0}, Later()); });
@@ -202,6 +211,196 @@ TEST(GroupCommitTest, ACallWhoseDeadlinePassesWhileQueuedDoesNotRun) {
   first.join();
   absl::MutexLock lock(&rec.mu);
   EXPECT_EQ(rec.batches.size(), 1u);
+}
+
+// Async calls: results collected by index; Wait() until `n` are answered.
+struct AsyncResults {
+  explicit AsyncResults(size_t n) : results(n, absl::UnknownError("unset")) {}
+  Batcher::Done For(size_t i) {
+    return [this, i](Result r) {
+      absl::MutexLock lock(&mu);
+      results[i] = std::move(r);
+      ++answered;
+    };
+  }
+  void Wait(int n) {
+    absl::MutexLock lock(&mu);
+    auto done = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return answered >= n; };
+    mu.Await(absl::Condition(&done));
+  }
+  absl::Mutex mu;
+  std::vector<Result> results ABSL_GUARDED_BY(mu);
+  int answered ABSL_GUARDED_BY(mu) = 0;
+};
+
+// Options whose leaders run on `pool`, counting the leaders started.
+GroupCommitOptions AsyncOptions(WorkerPool* pool, std::atomic<int>* scheduled,
+                                size_t max_queued = 4096) {
+  GroupCommitOptions options = OneAtATime();
+  options.schedule = [pool, scheduled](std::function<void()> task) {
+    scheduled->fetch_add(1);
+    return pool->TrySchedule(std::move(task));
+  };
+  options.max_queued = max_queued;
+  return options;
+}
+
+TEST(GroupCommitTest, AsyncCallsQueuedWhileABatchRunsAreAnsweredByItsLeader) {
+  Recorder rec;
+  WorkerPool pool(2, 16);
+  std::atomic<int> scheduled{0};
+  Batcher batcher(AsyncOptions(&pool, &scheduled), KeyOf,
+                  [&](absl::Span<const Req* const> b, absl::Time) { return rec.Run(b); },
+                  [](const Req& r, absl::Time) -> Result { return -1; });
+  AsyncResults out(12);
+  batcher.SubmitAsync(Req{"first", 0}, Later(), out.For(0));
+  rec.first_started.WaitForNotification();
+  // The batch is blocked; SubmitAsync returns anyway (no thread waits).
+  for (int i = 1; i <= 10; ++i) {
+    batcher.SubmitAsync(Req{"k" + std::to_string(i), i}, Later(), out.For(i));
+  }
+  batcher.SubmitAsync(Req{"k1", 11}, Later(), out.For(11));  // Same key as #1.
+  AwaitQueued(batcher, 11);
+  rec.release.Notify();
+  out.Wait(12);
+  {
+    absl::MutexLock lock(&out.mu);
+    for (int i = 0; i <= 11; ++i) {
+      ASSERT_TRUE(out.results[i].ok()) << i << " " << out.results[i].status();
+      EXPECT_EQ(*out.results[i], 2 * i);
+    }
+  }
+  absl::MutexLock lock(&rec.mu);
+  ASSERT_EQ(rec.batches.size(), 3u);  // first; k1..k10; the second k1.
+  EXPECT_EQ(rec.batches[1].size(), 10u);
+  EXPECT_EQ(rec.batches[2], std::vector<std::string>{"k1"});
+  EXPECT_EQ(scheduled.load(), 1);  // One leader ran all three batches.
+  EXPECT_EQ(batcher.queued(), 0u);
+}
+
+TEST(GroupCommitTest, AsyncCallsOfAFailedBatchRunAloneAndAnswerEach) {
+  absl::Notification release, started;
+  std::atomic<int> batch_calls{0};
+  WorkerPool pool(2, 16);
+  std::atomic<int> scheduled{0};
+  Batcher batcher(
+      AsyncOptions(&pool, &scheduled), KeyOf,
+      [&](absl::Span<const Req* const> b, absl::Time) -> absl::StatusOr<std::vector<Result>> {
+        if (batch_calls.fetch_add(1) == 0) {
+          started.Notify();
+          release.WaitForNotification();
+          return std::vector<Result>{Result(0)};
+        }
+        return absl::AbortedError("deadlock detected");
+      },
+      [&](const Req& r, absl::Time) -> Result {
+        if (r.key == "bad") return absl::InvalidArgumentError("bad row");
+        return r.value * 2;
+      });
+  AsyncResults out(3);
+  batcher.SubmitAsync(Req{"first", 0}, Later(), out.For(0));
+  started.WaitForNotification();
+  batcher.SubmitAsync(Req{"bad", 1}, Later(), out.For(1));
+  batcher.SubmitAsync(Req{"good", 2}, Later(), out.For(2));
+  AwaitQueued(batcher, 2);
+  release.Notify();
+  out.Wait(3);
+  absl::MutexLock lock(&out.mu);
+  EXPECT_EQ(*out.results[0], 0);
+  EXPECT_EQ(out.results[1].status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*out.results[2], 4);
+  EXPECT_EQ(batcher.counters().fallbacks.load(), 1);
+}
+
+TEST(GroupCommitTest, AnAsyncCallWhoseDeadlinePassedWhileQueuedDoesNotRun) {
+  Recorder rec;
+  WorkerPool pool(2, 16);
+  std::atomic<int> scheduled{0};
+  Batcher batcher(AsyncOptions(&pool, &scheduled), KeyOf,
+                  [&](absl::Span<const Req* const> b, absl::Time) { return rec.Run(b); },
+                  [](const Req& r, absl::Time) -> Result { return -1; });
+  AsyncResults out(3);
+  batcher.SubmitAsync(Req{"first", 0}, Later(), out.For(0));
+  rec.first_started.WaitForNotification();
+  batcher.SubmitAsync(Req{"late", 1}, absl::Now() + absl::Milliseconds(1), out.For(1));
+  batcher.SubmitAsync(Req{"on-time", 2}, Later(), out.For(2));
+  absl::SleepFor(absl::Milliseconds(20));
+  rec.release.Notify();
+  out.Wait(3);
+  {
+    absl::MutexLock lock(&out.mu);
+    EXPECT_EQ(out.results[1].status().code(), absl::StatusCode::kDeadlineExceeded);
+    EXPECT_EQ(*out.results[2], 4);
+  }
+  absl::MutexLock lock(&rec.mu);
+  ASSERT_EQ(rec.batches.size(), 2u);
+  EXPECT_EQ(rec.batches[1], std::vector<std::string>{"on-time"});
+}
+
+TEST(GroupCommitTest, AsyncCallsBeyondTheQueueBoundAreRefused) {
+  Recorder rec;
+  WorkerPool pool(2, 16);
+  std::atomic<int> scheduled{0};
+  Batcher batcher(AsyncOptions(&pool, &scheduled, /*max_queued=*/1), KeyOf,
+                  [&](absl::Span<const Req* const> b, absl::Time) { return rec.Run(b); },
+                  [](const Req& r, absl::Time) -> Result { return -1; });
+  AsyncResults out(3);
+  batcher.SubmitAsync(Req{"first", 0}, Later(), out.For(0));
+  rec.first_started.WaitForNotification();
+  batcher.SubmitAsync(Req{"queued", 1}, Later(), out.For(1));
+  batcher.SubmitAsync(Req{"refused", 2}, Later(), out.For(2));
+  out.Wait(1);  // The refusal comes at once, while the batch still runs.
+  {
+    absl::MutexLock lock(&out.mu);
+    EXPECT_EQ(out.results[2].status().code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_NE(out.results[2].status().message().find("queue full"), absl::string_view::npos);
+  }
+  rec.release.Notify();
+  out.Wait(3);
+  absl::MutexLock lock(&out.mu);
+  EXPECT_EQ(*out.results[1], 2);
+}
+
+TEST(GroupCommitTest, AnAsyncCallIsRefusedWhenNoLeaderCanStart) {
+  Recorder rec;
+  rec.release.Notify();
+  GroupCommitOptions options = OneAtATime();
+  options.schedule = [](std::function<void()>) { return false; };
+  Batcher batcher(options, KeyOf,
+                  [&](absl::Span<const Req* const> b, absl::Time) { return rec.Run(b); },
+                  [](const Req& r, absl::Time) -> Result { return -1; });
+  AsyncResults out(1);
+  batcher.SubmitAsync(Req{"a", 1}, Later(), out.For(0));
+  out.Wait(1);
+  absl::MutexLock lock(&out.mu);
+  EXPECT_EQ(out.results[0].status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(batcher.queued(), 0u);
+  absl::MutexLock rec_lock(&rec.mu);
+  EXPECT_TRUE(rec.batches.empty());
+}
+
+TEST(GroupCommitTest, ASyncLeaderHandsQueuedAsyncCallsToANewLeader) {
+  Recorder rec;
+  WorkerPool pool(2, 16);
+  std::atomic<int> scheduled{0};
+  Batcher batcher(AsyncOptions(&pool, &scheduled), KeyOf,
+                  [&](absl::Span<const Req* const> b, absl::Time) { return rec.Run(b); },
+                  [](const Req& r, absl::Time) -> Result { return -1; });
+  Result first = absl::UnknownError("unset");
+  std::thread sync_leader([&] { first = batcher.Submit(Req{"first", 5}, Later()); });
+  rec.first_started.WaitForNotification();
+  AsyncResults out(2);
+  batcher.SubmitAsync(Req{"a", 1}, Later(), out.For(0));
+  batcher.SubmitAsync(Req{"b", 2}, Later(), out.For(1));
+  EXPECT_EQ(scheduled.load(), 0);  // A batch is running: no new leader.
+  rec.release.Notify();
+  sync_leader.join();
+  EXPECT_EQ(*first, 10);
+  out.Wait(2);
+  absl::MutexLock lock(&out.mu);
+  EXPECT_EQ(*out.results[0], 2);
+  EXPECT_EQ(*out.results[1], 4);
+  EXPECT_EQ(scheduled.load(), 1);  // The rest went to a worker.
 }
 
 }  // namespace
