@@ -340,6 +340,22 @@ grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* contex
   // A Begin refused by Authorize() or unparsable goes through Dispatch,
   // which answers.
   const bool allowed = begin.has_value() && Authorize(*context, *begin).ok();
+  const bool waits =
+      allowed && begin->has_wait() && RequestedWait(*begin) > absl::ZeroDuration();
+  // Group commit on: queued for the next batch from here, answered by the
+  // thread that runs it; no thread waits for this call. BeginAsync answers
+  // bad input and cached replays itself, inline on this thread.
+  if (allowed && !waits && service_->BeginsAsync()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    auto* call = new UnaryCall<idem::v1::BeginRequest, idem::v1::BeginResponse>(
+        this, "Begin", reactor, response);
+    call->request = *std::move(begin);
+    // The callback runs exactly once, perhaps before BeginAsync returns;
+    // Answer() deletes the call.
+    service_->BeginAsync(call->request, CallDeadline(*context), &call->response,
+                         [call](absl::Status status) { call->Answer(ToGrpcStatus(status)); });
+    return reactor;
+  }
   // Answered here, on gRPC's thread, when that needs no I/O (a cached
   // replay, or bad input): no worker hop.
   if (allowed) {
@@ -355,22 +371,9 @@ grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* contex
       return reactor;
     }
   }
-  if (allowed && begin->has_wait() && RequestedWait(*begin) > absl::ZeroDuration()) {
+  if (waits) {
     auto* reactor = new WaitingBeginReactor(this, context, *std::move(begin), response);
     reactor->Start();
-    return reactor;
-  }
-  // Group commit on: queued for the next batch from here, answered by the
-  // thread that runs it; no thread waits for this call.
-  if (allowed && service_->BeginsAsync()) {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    auto* call = new UnaryCall<idem::v1::BeginRequest, idem::v1::BeginResponse>(
-        this, "Begin", reactor, response);
-    call->request = *std::move(begin);
-    // The callback runs exactly once, perhaps before BeginAsync returns;
-    // Answer() deletes the call.
-    service_->BeginAsync(call->request, CallDeadline(*context), &call->response,
-                         [call](absl::Status status) { call->Answer(ToGrpcStatus(status)); });
     return reactor;
   }
   return Dispatch("Begin", context, std::move(begin), response,
