@@ -26,17 +26,26 @@ def log(message):
     print(message, flush=True)
 
 
-def wait_listening(port, process, name, timeout_s=30):
+def wait_listening(address, process, name, timeout_s=30):
+    """Waits until `address` accepts connections: a loopback TCP port, or
+    the path of a unix socket."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{name} exited with {process.returncode} at start-up")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+            if isinstance(address, str):
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(0.5)
+                    s.connect(address)
+            else:
+                with socket.create_connection(("127.0.0.1", address), timeout=0.5):
+                    pass
+            return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit(f"{name} did not listen on 127.0.0.1:{port} within {timeout_s} s")
+    where = address if isinstance(address, str) else f"127.0.0.1:{address}"
+    raise SystemExit(f"{name} did not listen on {where} within {timeout_s} s")
 
 
 def stop_process(process, timeout_s=15):
@@ -63,18 +72,19 @@ def memory_kb(pid, field):
 
 
 class Postgres:
-    """A PostgreSQL 15 cluster on a unix socket in a temporary directory,
-    with the server's defaults (fsync and synchronous_commit on) except
-    max_connections, raised so pgbench can open one connection per caller.
+    """A PostgreSQL 15 cluster in a temporary directory, with the server's
+    defaults (fsync and synchronous_commit on) except max_connections,
+    raised so pgbench can open one connection per caller. Its URLs name its
+    unix socket, or with tcp=True a loopback TCP port.
     """
 
-    def __init__(self, workdir, max_connections=300):
+    def __init__(self, workdir, max_connections=300, tcp=False):
         self.dir = os.path.join(workdir, "pg")
         self.log_path = os.path.join(self.dir, "postgres.log")
         os.makedirs(self.dir)
         if os.getuid() == 0:  # pg-cluster runs PostgreSQL as postgres
             shutil.chown(workdir, "postgres")
-        self._cluster("start")
+        self._cluster("start", *([str(free_port())] if tcp else []))
         self.psql("postgres", f"ALTER SYSTEM SET max_connections = {max_connections}")
         self._cluster("stop")
         self._cluster("start")
@@ -109,11 +119,18 @@ class Postgres:
 
 
 class Idemd:
-    """idemd from the build directory, on a free loopback port."""
+    """idemd from the build directory, on a free loopback port, or with
+    unix_socket=True on a unix socket in workdir. `address` is its gRPC
+    target."""
 
-    def __init__(self, binary, url, workdir, extra_args=(), log_level=1, env=None):
+    def __init__(self, binary, url, workdir, extra_args=(), log_level=1, env=None,
+                 unix_socket=False):
         self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        if unix_socket:
+            socket_path = os.path.join(workdir, f"idemd-{self.port}.sock")
+            self.address = f"unix:{socket_path}"
+        else:
+            self.address = f"127.0.0.1:{self.port}"
         self.log_path = os.path.join(workdir, f"idemd-{self.port}.log")
         self._log = open(self.log_path, "w")
         env = dict(os.environ, GLOG_minloglevel=str(log_level), GLOG_logtostderr="1",
@@ -121,7 +138,7 @@ class Idemd:
         self.process = subprocess.Popen(
             [binary, f"--postgres={url}", f"--listen={self.address}", *extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        wait_listening(self.port, self.process, "idemd")
+        wait_listening(socket_path if unix_socket else self.port, self.process, "idemd")
 
     @property
     def pid(self):
@@ -161,22 +178,32 @@ def run_idem_bench(binary, target, mode, concurrency, duration_s, warmup_s, work
 
 
 class Redis:
-    """redis-server on a free loopback port with its data in its own
-    directory; `config` is extra configuration directives."""
+    """redis-server with its data in its own directory, on a free loopback
+    port or with unix_socket=True on a unix socket there; `config` is extra
+    configuration directives. `connect_args` are the redis-cli and
+    redis-benchmark arguments that reach it."""
 
-    def __init__(self, workdir, name, config):
+    def __init__(self, workdir, name, config, unix_socket=False):
         self.name = name
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"redis-{name}-", dir=workdir)
+        if unix_socket:
+            socket_path = os.path.join(self.dir, "redis.sock")
+            listen = ["--port", "0", "--unixsocket", socket_path, "--unixsocketperm", "700"]
+            self.connect_args = ["-s", socket_path]
+        else:
+            listen = ["--port", str(self.port), "--bind", "127.0.0.1"]
+            self.connect_args = ["-h", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            ["redis-server", *listen,
              "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log"),
              "--daemonize", "no", *config],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        wait_listening(self.port, self.process, f"redis-server ({name})")
+        wait_listening(socket_path if unix_socket else self.port, self.process,
+                       f"redis-server ({name})")
 
     def cli(self, *args, stdin=None):
-        return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+        return subprocess.run(["redis-cli", *self.connect_args, *args],
                               input=stdin, check=True, capture_output=True, text=True).stdout
 
     def close(self):

@@ -1,5 +1,7 @@
 // The contract (proto/idem/v1/idempotency.proto), rule by rule, through gRPC
 // against an in-process idemd on the test PostgreSQL.
+#include <unistd.h>
+
 #include <atomic>
 #include <set>
 #include <thread>
@@ -9,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/proto_time.h"
@@ -650,6 +653,30 @@ TEST(RecordCacheServerTest, APurgedRecordIsForgottenAfterTheCacheTtl) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->outcome(), BeginResponse::ACQUIRED);
   EXPECT_GT(again->lease_token(), begun->lease_token());
+}
+
+// --listen=unix:PATH: idemd serves on a unix socket (bench/compare reaches
+// it that way, as pgbench reaches PostgreSQL).
+TEST(UnixSocketServerTest, ServesBeginCompleteAndReplayOnAUnixSocket) {
+  Server::Options options = testenv::TestServerOptions();
+  const std::string path = absl::StrCat(testing::TempDir(), "idemd-", getpid(), ".sock");
+  options.listen = absl::StrCat("unix:", path);
+  InProcessIdemd idemd(options);
+  ASSERT_NE(idemd.client, nullptr);
+  const std::string scope = testenv::UniqueScope();
+  absl::StatusOr<BeginResponse> begun = idemd.client->Begin(scope, "k", "request");
+  ASSERT_TRUE(begun.ok()) << begun.status();
+  EXPECT_EQ(begun->outcome(), BeginResponse::ACQUIRED);
+  idem::v1::CompleteRequest c;
+  c.set_scope(scope);
+  c.set_key("k");
+  c.set_lease_token(begun->lease_token());
+  c.set_response("over a unix socket");
+  ASSERT_TRUE(idemd.client->Complete(c).ok());
+  absl::StatusOr<BeginResponse> replay = idemd.client->Begin(scope, "k", "request");
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_EQ(replay->outcome(), BeginResponse::COMPLETED);
+  EXPECT_EQ(replay->record().response(), "over a unix socket");
 }
 
 }  // namespace

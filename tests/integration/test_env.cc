@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/migration_list.h"
 #include "server/migrator.h"
@@ -84,7 +85,9 @@ InProcessIdemd::InProcessIdemd(Server::Options options) {
     return;
   }
   server = *std::move(started);
-  address = absl::StrCat("127.0.0.1:", server->port());
+  address = absl::StartsWith(options.listen, "unix:")
+                ? options.listen
+                : absl::StrCat("127.0.0.1:", server->port());
   client = std::make_unique<Client>(
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
 }
