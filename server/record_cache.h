@@ -14,8 +14,11 @@
 //    was stored, so an administrative delete is seen by every replica
 //    within `max_age`.
 //
-// Size: entries are charged their records' serialized size plus a fixed
-// overhead; past `max_bytes` the least recently used are dropped. The map
+// Size: entries are charged the heap their records take (protobuf's
+// SpaceUsedLong: the message, its strings, timestamps and map) plus the
+// entry's own bookkeeping, so `max_bytes` bounds real memory (a unit test
+// checks it against the allocator); past it the least recently used are
+// dropped. The map
 // is split into shards, each with its own mutex and LRU list.
 //
 // Example:
@@ -83,17 +86,18 @@ class RecordCache {
 
  private:
   struct Entry {
-    std::pair<std::string, std::string> id;  // (scope, key)
-    std::shared_ptr<const idem::v1::Record> record;
+    std::shared_ptr<const idem::v1::Record> record;  // Never null.
     absl::Time serve_until;  // min(stored + max_age, expires_at - margin)
     int64_t charge = 0;
   };
   using Lru = std::list<Entry>;  // Most recently used first.
+  // (scope, key), viewing the strings of an entry's record: an index entry
+  // is erased with the entry it points to.
+  using Id = std::pair<absl::string_view, absl::string_view>;
   struct Shard {
     absl::Mutex mu;
     Lru lru ABSL_GUARDED_BY(mu);
-    absl::flat_hash_map<std::pair<std::string, std::string>, Lru::iterator> index
-        ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<Id, Lru::iterator> index ABSL_GUARDED_BY(mu);
     int64_t bytes ABSL_GUARDED_BY(mu) = 0;
   };
   static constexpr int kShards = 16;
