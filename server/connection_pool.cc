@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include <pqxx/nontransaction>
+
 #include "absl/time/clock.h"
 
 #include "server/conninfo.h"
@@ -33,6 +35,7 @@ ConnectionPool::ConnectionPool(Options options) : options_(std::move(options)) {
 absl::StatusOr<PooledConnection> ConnectionPool::Acquire(absl::Time deadline) {
   int slot;
   std::unique_ptr<pqxx::connection> connection;
+  bool replan = false;
   {
     absl::MutexLock lock(&mu_);
     auto has_free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -55,12 +58,21 @@ absl::StatusOr<PooledConnection> ConnectionPool::Acquire(absl::Time deadline) {
     if (s.generation == generation_) connection = std::move(s.connection);
     s.connection.reset();  // An older generation's connection is dropped.
     s.generation = generation_;
+    // Decided here, under the lock; a fresh connection plans anew anyway.
+    const absl::Time now = absl::Now();
+    replan = options_.replan_interval > absl::ZeroDuration() &&
+             now - s.planned_at >= options_.replan_interval;
+    if (replan || connection == nullptr) s.planned_at = now;
   }
   const bool fresh = connection == nullptr || !connection->is_open();
   try {
     if (fresh) {
       connection = std::make_unique<pqxx::connection>(conninfo_);
       if (options_.on_connect) options_.on_connect(*connection);
+    } else if (replan) {
+      // Prepared statements stay; their plans are made again on next use.
+      pqxx::nontransaction tx(*connection);
+      tx.exec0("DISCARD PLANS");
     }
     if (options_.statement_timeout > absl::ZeroDuration()) {
       const absl::Duration bound =

@@ -14,6 +14,13 @@
 // 57014, DEADLINE_EXCEEDED) instead of outliving its call. Every pool user
 // (RPCs, sweeper, health checks, metrics) gets this bound.
 //
+// With a replan_interval, Acquire() also sends `DISCARD PLANS` on a
+// connection whose cached plans are older than that, so prepared
+// statements are re-planned for the table as it is now. (A generic plan is
+// made once and kept until ANALYZE invalidates it: one made while the table
+// was empty scans the whole table, and keeps doing so as it grows, for up to
+// a minute of autovacuum's naptime.)
+//
 // Thread safety: safe for concurrent use. Every PooledConnection must be
 // destroyed before the pool.
 #ifndef IDEM_SERVER_CONNECTION_POOL_H_
@@ -70,6 +77,9 @@ class ConnectionPool {
     // The longest any statement may run; zero: leave the server's setting
     // alone (and no per-call bound).
     absl::Duration statement_timeout = absl::ZeroDuration();
+    // How old a connection's cached plans may get before they are dropped
+    // (DISCARD PLANS); zero: never.
+    absl::Duration replan_interval = absl::ZeroDuration();
   };
 
   explicit ConnectionPool(Options options);
@@ -100,6 +110,8 @@ class ConnectionPool {
     std::unique_ptr<pqxx::connection> connection;
     // The pool's generation when the connection was opened.
     uint64_t generation = 0;
+    // When the connection was opened or its plans last discarded.
+    absl::Time planned_at = absl::InfinitePast();
   };
 
   void Release(int slot, std::unique_ptr<pqxx::connection> connection, bool lost)

@@ -196,16 +196,23 @@ constexpr char kExtendCte[] =
 #undef IDEM_OWNER_WHERE
 
 constexpr char kGetStatement[] = "idem_get";
-constexpr char kDeleteExpiredStatement[] = "idem_delete_expired";
-constexpr char kDeleteExpiredSql[] = R"sql(
+
+}  // namespace
+
+std::string DeleteExpiredSql(int64_t limit) {
+  return absl::StrCat(R"sql(
   WITH victims AS (
     SELECT scope, key FROM idempotency_keys
     WHERE expires_at <= now()
     ORDER BY expires_at
-    LIMIT $1
+    LIMIT )sql",
+                      limit, R"sql(
     FOR UPDATE SKIP LOCKED)
   DELETE FROM idempotency_keys k USING victims v
-  WHERE k.scope = v.scope AND k.key = v.key)sql";
+  WHERE k.scope = v.scope AND k.key = v.key)sql");
+}
+
+namespace {
 
 void PrepareStatements(pqxx::connection& c) {
   // The statements' plans do not depend on their parameters (arrays of
@@ -224,7 +231,6 @@ void PrepareStatements(pqxx::connection& c) {
             absl::StrCat("SELECT false,", kColumns,
                          " FROM idempotency_keys k WHERE k.scope = $1 AND "
                          "k.key = $2 AND k.expires_at > now()"));
-  c.prepare(kDeleteExpiredStatement, kDeleteExpiredSql);
 }
 
 struct StatementRow {
@@ -338,9 +344,9 @@ absl::StatusOr<Record> RunWrite(ConnectionPool& pool, absl::Time deadline,
 }  // namespace
 
 PostgresStore::PostgresStore(Options options)
-    : pool_(ConnectionPool::Options{
-          options.url, options.pool_size, PrepareStatements,
-          options.statement_timeout}) {}
+    : pool_(ConnectionPool::Options{options.url, options.pool_size, PrepareStatements,
+                                    options.statement_timeout,
+                                    options.replan_interval}) {}
 
 absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> PostgresStore::BatchBegin(
     absl::Span<const BeginParams> params, absl::Time deadline) {
@@ -547,8 +553,7 @@ absl::StatusOr<int64_t> PostgresStore::DeleteExpired(int64_t limit,
                         [&](pqxx::connection& c) -> absl::StatusOr<int64_t> {
                           pqxx::nontransaction tx(c);
                           return static_cast<int64_t>(
-                              tx.exec_prepared(kDeleteExpiredStatement, limit)
-                                  .affected_rows());
+                              tx.exec(DeleteExpiredSql(limit)).affected_rows());
                         });
 }
 

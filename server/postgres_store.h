@@ -12,6 +12,7 @@
 #ifndef IDEM_SERVER_POSTGRES_STORE_H_
 #define IDEM_SERVER_POSTGRES_STORE_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,13 @@
 
 namespace idem {
 
+// The sweeper's statement for a batch of `limit` rows, as PostgresStore
+// runs it: not prepared, the limit a literal, so PostgreSQL plans each batch
+// for its real size. (A generic plan of `LIMIT $1` assumes a tenth of the
+// expired rows and joins them by scanning the whole table: at 10M rows the
+// sweeper fell behind.) Exposed for the plan test.
+std::string DeleteExpiredSql(int64_t limit);
+
 class PostgresStore final : public IdempotencyStore {
  public:
   struct Options {
@@ -29,6 +37,11 @@ class PostgresStore final : public IdempotencyStore {
     // The longest a statement may run; each call's statements are also
     // bounded by its deadline (ConnectionPool::Options::statement_timeout).
     absl::Duration statement_timeout = absl::Seconds(10);
+    // Connections re-plan their prepared statements this often
+    // (ConnectionPool::Options::replan_interval): they run on generic plans
+    // (plan_cache_mode = force_generic_plan), which must follow the table
+    // as it grows.
+    absl::Duration replan_interval = absl::Seconds(10);
   };
 
   explicit PostgresStore(Options options);

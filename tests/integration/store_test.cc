@@ -9,6 +9,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "server/connection_pool.h"
 #include "server/group_commit_store.h"
 #include "server/postgres_store.h"
 #include "server/sweeper.h"
@@ -172,6 +173,61 @@ TEST(StorePoolTest, FullPoolWaitsOnlyUntilTheDeadline) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   tx.abort();
   blocked.join();
+}
+
+// Generic plans follow the table: a plan made while the table was empty
+// (and ANALYZEd so) scans it; after replan_interval the pool discards the
+// connection's plans, and the same prepared statement is planned again for
+// the table as it is, by its primary key.
+TEST(StorePoolTest, PlansAreMadeAgainForTheTableAsItGrows) {
+  const std::string url = testenv::CreateMigratedDatabase();
+  {
+    pqxx::connection c(url);
+    pqxx::nontransaction tx(c);
+    tx.exec("VACUUM ANALYZE idempotency_keys");
+  }
+  ConnectionPool::Options options;
+  options.url = url;
+  options.size = 1;  // One connection: every Acquire gets the same one.
+  options.on_connect = [](pqxx::connection& c) {
+    c.set_variable("plan_cache_mode", "force_generic_plan");
+    c.prepare("lookup", "SELECT status FROM idempotency_keys WHERE scope = $1 AND key = $2");
+  };
+  options.replan_interval = absl::Seconds(2);
+  ConnectionPool pool(options);
+  auto plan = [&pool]() -> std::string {
+    absl::StatusOr<PooledConnection> c = pool.Acquire(Soon());
+    EXPECT_TRUE(c.ok()) << c.status();
+    if (!c.ok()) return "";
+    pqxx::nontransaction tx(c->get());
+    tx.exec_prepared("lookup", "s", "k");  // libpqxx prepares on first use.
+    std::string text;
+    for (const pqxx::row& row : tx.exec("EXPLAIN EXECUTE lookup('s', 'k')")) {
+      text += row[0].as<std::string>() + "\n";
+    }
+    return text;
+  };
+  const std::string empty = plan();
+  EXPECT_NE(empty.find("Seq Scan"), std::string::npos) << empty;
+  {
+    pqxx::connection c(url);
+    pqxx::work fill(c);
+    fill.exec(R"sql(
+      INSERT INTO idempotency_keys (scope, key, request_hash, status, lease_token,
+        attempt, created_at, updated_at, locked_until, expires_at)
+      SELECT 'grown', lpad(i::text, 12, '0'), '\x5a', 'in_progress', i + 1, 1,
+             now(), now(), now() + interval '1 hour', now() + interval '1 day'
+      FROM generate_series(0, 9999) i)sql");
+    fill.exec("SELECT setval('idempotency_lease_token_seq', 10001)");
+    fill.commit();
+  }
+  // Not yet: the plan stays until it is discarded (or ANALYZE runs).
+  const std::string before = plan();
+  EXPECT_NE(before.find("Seq Scan"), std::string::npos) << before;
+  absl::SleepFor(absl::Milliseconds(2100));
+  const std::string after = plan();
+  EXPECT_EQ(after.find("Seq Scan"), std::string::npos) << after;
+  EXPECT_NE(after.find("idempotency_keys_pkey"), std::string::npos) << after;
 }
 
 // A replay (Begin on a live final record) takes no row lock and writes
@@ -386,7 +442,7 @@ TEST(GroupCommitStoreTest, AsyncBeginsFromOneThreadKeepEveryRule) {
 class SweeperTest : public testing::Test {
  protected:
   // A database of its own, so counts are exact.
-  SweeperTest() : store_(StoreOptions(testenv::CreateMigratedDatabase(), 4)) {}
+  SweeperTest() : url_(testenv::CreateMigratedDatabase()), store_(StoreOptions(url_, 4)) {}
 
   void BeginMany(const std::string& scope, int n, absl::Duration retention) {
     for (int i = 0; i < n; ++i) {
@@ -397,8 +453,58 @@ class SweeperTest : public testing::Test {
     }
   }
 
+  const std::string url_;
   PostgresStore store_;
 };
+
+// The plan of a sweeper batch on a big table, in a session set up as
+// idemd's store connections are (plan_cache_mode = force_generic_plan):
+// the expired rows come from the expires_at index and are deleted by
+// primary key, never by scanning the table. The same statement prepared
+// with `LIMIT $1` (as it was) is planned for a tenth of the expired rows
+// and does scan it: the control below shows the test tells them apart.
+TEST_F(SweeperTest, ABatchOnABigTableLooksUpItsRowsInsteadOfScanningTheTable) {
+  pqxx::connection c(url_);
+  {
+    pqxx::work fill(c);
+    fill.exec(R"sql(
+      INSERT INTO idempotency_keys (scope, key, request_hash, status, response,
+        response_code, lease_token, attempt, created_at, updated_at, locked_until,
+        expires_at)
+      SELECT 'big', lpad(i::text, 12, '0'), '\x5a', 'completed', '\x72', 200, i + 1, 1,
+             now() - interval '2 days', now() - interval '2 days', NULL,
+             CASE WHEN i < 50000 THEN now() - interval '1 hour' + i * interval '1 microsecond'
+                  ELSE now() + interval '1 day' END
+      FROM generate_series(0, 99999) i)sql");
+    fill.exec("SELECT setval('idempotency_lease_token_seq', 100001)");
+    fill.commit();
+  }
+  {
+    pqxx::nontransaction analyze(c);
+    analyze.exec("ANALYZE idempotency_keys");
+  }
+  pqxx::nontransaction tx(c);
+  tx.exec("SET plan_cache_mode = force_generic_plan");
+  const std::string plan =
+      tx.exec1("EXPLAIN (FORMAT JSON) " + DeleteExpiredSql(10))[0].as<std::string>();
+  EXPECT_EQ(plan.find("Seq Scan"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("idempotency_keys_expires_at_idx"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("Nested Loop"), std::string::npos) << plan;
+
+  std::string prepared = DeleteExpiredSql(10);
+  prepared.replace(prepared.find("LIMIT 10"), 8, "LIMIT $1");
+  tx.exec("PREPARE delete_expired_param(int8) AS " + prepared);
+  const std::string control =
+      tx.exec1("EXPLAIN (FORMAT JSON) EXECUTE delete_expired_param(10)")[0].as<std::string>();
+  EXPECT_NE(control.find("Seq Scan"), std::string::npos) << control;
+
+  absl::StatusOr<int64_t> swept = store_.DeleteExpired(10, Soon());
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(*swept, 10);
+  // The oldest ten went first.
+  EXPECT_EQ(tx.exec1("SELECT min(key) FROM idempotency_keys")[0].as<std::string>(),
+            "000000000010");
+}
 
 TEST_F(SweeperTest, DeletesOnlyExpiredRecordsInBatches) {
   BeginMany("short", 25, absl::Seconds(1));
