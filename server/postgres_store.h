@@ -40,8 +40,10 @@ class PostgresStore final : public IdempotencyStore {
     // Connections re-plan their prepared statements this often
     // (ConnectionPool::Options::replan_interval): they run on generic plans
     // (plan_cache_mode = force_generic_plan), which must follow the table
-    // as it grows.
-    absl::Duration replan_interval = absl::Seconds(10);
+    // as it grows. Measured on a new, empty table: begin at 8 callers did
+    // 1,200-1,800 ops/s for its first 9 s with 10 s, 4,200-4,800 with 1 s;
+    // the cost is one DISCARD PLANS and a re-plan per connection a second.
+    absl::Duration replan_interval = absl::Seconds(1);
   };
 
   explicit PostgresStore(Options options);
