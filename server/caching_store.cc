@@ -59,10 +59,7 @@ absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> CachingStore::BatchBegi
   if (!stored.ok()) return stored.status();
   for (size_t j = 0; j < misses.size(); ++j) {
     absl::StatusOr<BeginResult>& r = (*stored)[j];
-    if (r.ok() && (r->outcome == BeginResponse::COMPLETED ||
-                   r->outcome == BeginResponse::FAILED)) {
-      cache_->Insert(r->record);
-    }
+    RememberBegun(r);
     results[misses[j]] = std::move(r);
   }
   return results;
@@ -78,12 +75,15 @@ void CachingStore::BeginAsync(const BeginParams& params, absl::Time deadline,
   }
   inner_->BeginAsync(params, deadline,
                      [this, done = std::move(done)](absl::StatusOr<BeginResult> r) {
-                       if (r.ok() && (r->outcome == BeginResponse::COMPLETED ||
-                                      r->outcome == BeginResponse::FAILED)) {
-                         cache_->Insert(r->record);
-                       }
+                       RememberBegun(r);
                        done(std::move(r));
                      });
+}
+
+void CachingStore::RememberBegun(const absl::StatusOr<BeginResult>& result) {
+  // Insert() keeps final records only (an ACQUIRED or IN_PROGRESS answer's
+  // record is in progress).
+  if (result.ok()) cache_->Insert(result->record);
 }
 
 absl::StatusOr<Record> CachingStore::Remember(absl::StatusOr<Record> record) {

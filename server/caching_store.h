@@ -61,6 +61,8 @@ class CachingStore final : public IdempotencyStore {
  private:
   // Caches `record` if it is final; passes it on.
   absl::StatusOr<idem::v1::Record> Remember(absl::StatusOr<idem::v1::Record> record);
+  // Caches a Begin's record when it is final (a replay answered by the store).
+  void RememberBegun(const absl::StatusOr<BeginResult>& result);
 
   IdempotencyStore* const inner_;
   RecordCache* const cache_;

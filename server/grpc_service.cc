@@ -119,15 +119,18 @@ absl::Status GrpcService::Authorize(const grpc::CallbackServerContext& context,
 }
 
 template <typename Request, typename Response>
-void GrpcService::RecordFinished(const char* method, absl::Time start,
-                                 const Request& request, const grpc::Status& status,
-                                 const Response& response) {
+grpc::Status GrpcService::Conclude(const char* method, absl::Time start,
+                                   const Request& request, grpc::Status status,
+                                   const Response& response,
+                                   grpc::ByteBuffer* response_bytes) {
+  if (status.ok()) status = SerializeResponse(response, response_bytes);
   const absl::Duration latency = absl::Now() - start;
   const std::string outcome = status.ok() ? OutcomeOf(response) : "";
   metrics_->Record(method, status, outcome, latency);
   if (status.ok()) RecordItems(metrics_, response);
   LogRpc(method, DescribeRequest(request), status, outcome,
          status.ok() ? AttemptOf(response) : 0, latency);
+  return status;
 }
 
 // A unary call's parsed request and its response, from parsing until the
@@ -150,8 +153,8 @@ class GrpcService::UnaryCall {
 
   // Deletes this.
   void Answer(grpc::Status status) {
-    if (status.ok()) status = SerializeResponse(response, response_bytes_);
-    service_->RecordFinished(method_, start_, request, status, response);
+    status = service_->Conclude(method_, start_, request, std::move(status), response,
+                                response_bytes_);
     grpc::ServerUnaryReactor* const reactor = reactor_;
     delete this;
     reactor->Finish(std::move(status));
@@ -261,9 +264,8 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
 
   // Serializes the response (when OK), records the answer, then finishes.
   void Answer(grpc::Status status) {
-    if (status.ok()) status = SerializeResponse(response_, response_bytes_);
-    service_->RecordFinished("Begin", start_, request_, status, response_);
-    Finish(std::move(status));
+    Finish(service_->Conclude("Begin", start_, request_, std::move(status), response_,
+                              response_bytes_));
   }
 
   GrpcService* const service_;
@@ -364,10 +366,8 @@ grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* contex
     idem::v1::BeginResponse answered;
     if (service_->TryBeginWithoutBlocking(*begin, &answered, &status)) {
       grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-      grpc::Status answer = ToGrpcStatus(status);
-      if (answer.ok()) answer = SerializeResponse(answered, response);
-      RecordFinished("Begin", start, *begin, answer, answered);
-      reactor->Finish(answer);
+      reactor->Finish(
+          Conclude("Begin", start, *begin, ToGrpcStatus(status), answered, response));
       return reactor;
     }
   }

@@ -107,11 +107,13 @@ class GrpcService final : public RawIdempotencyService {
   absl::Status Authorize(const grpc::CallbackServerContext& context,
                          const Request& request) const;
 
-  // Records the call's end in metrics_; `response` is read only when
-  // `status` is OK.
+  // Ends a call's work: serializes `response` into `response_bytes` when
+  // `status` is OK (INTERNAL if it cannot), records the call in metrics_
+  // and the log, and returns the status to finish the call with.
   template <typename Request, typename Response>
-  void RecordFinished(const char* method, absl::Time start, const Request& request,
-                      const grpc::Status& status, const Response& response);
+  grpc::Status Conclude(const char* method, absl::Time start, const Request& request,
+                        grpc::Status status, const Response& response,
+                        grpc::ByteBuffer* response_bytes);
 
   IdempotencyService* const service_;
   WorkerPool* const workers_;
