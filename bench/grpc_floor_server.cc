@@ -13,7 +13,6 @@
 // --threads threads polling its own queue and answering inline. The CPU
 // time of this process per call (and of idem-bench) is what a replay costs
 // in gRPC alone: docs/performance.md compares the two.
-#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>

@@ -128,8 +128,11 @@ grpc::Status GrpcService::Conclude(const char* method, absl::Time start,
   const std::string outcome = status.ok() ? OutcomeOf(response) : "";
   metrics_->Record(method, status, outcome, latency);
   if (status.ok()) RecordItems(metrics_, response);
-  LogRpc(method, DescribeRequest(request), status, outcome,
-         status.ok() ? AttemptOf(response) : 0, latency);
+  // DescribeRequest escapes the caller's strings: only for a line written.
+  if (RpcLogWanted(status)) {
+    LogRpc(method, DescribeRequest(request), status, outcome,
+           status.ok() ? AttemptOf(response) : 0, latency);
+  }
   return status;
 }
 

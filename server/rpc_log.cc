@@ -56,11 +56,15 @@ std::string DescribeRequest(const idem::v1::ExtendLeaseRequest& r) {
   return absl::StrCat(ScopeAndKey(r.scope(), r.key()), " token=", r.lease_token());
 }
 
+bool RpcLogWanted(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::INTERNAL || VLOG_IS_ON(1);
+}
+
 void LogRpc(absl::string_view method, const std::string& request_fields,
             const grpc::Status& status, absl::string_view outcome, int attempt,
             absl::Duration latency) {
+  if (!RpcLogWanted(status)) return;
   const bool internal = status.error_code() == grpc::StatusCode::INTERNAL;
-  if (!internal && !VLOG_IS_ON(1)) return;
   std::string line = absl::StrCat("rpc=", method, " ", request_fields,
                                   " code=", CodeName(status.error_code()));
   if (!outcome.empty()) absl::StrAppend(&line, " outcome=", outcome);

@@ -27,7 +27,13 @@ std::string DescribeRequest(const idem::v1::FailRequest& request);
 std::string DescribeRequest(const idem::v1::GetRequest& request);
 std::string DescribeRequest(const idem::v1::ExtendLeaseRequest& request);
 
-// Writes the line. `outcome` and `attempt` may be empty / 0.
+// Whether a call answered with `status` gets a line (always for INTERNAL,
+// otherwise only with GLOG_v >= 1): callers build the line's fields only
+// then, so an unlogged call pays nothing.
+bool RpcLogWanted(const grpc::Status& status);
+
+// Writes the line when RpcLogWanted(status). `outcome` and `attempt` may be
+// empty / 0.
 void LogRpc(absl::string_view method, const std::string& request_fields,
             const grpc::Status& status, absl::string_view outcome, int attempt,
             absl::Duration latency);

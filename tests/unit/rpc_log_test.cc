@@ -1,5 +1,6 @@
 #include "server/rpc_log.h"
 
+#include <glog/logging.h>
 #include <gtest/gtest.h>
 
 namespace idem {
@@ -35,6 +36,21 @@ TEST(DescribeRequestTest, BatchIsCounted) {
   batch.add_requests();
   batch.add_requests();
   EXPECT_EQ(DescribeRequest(batch), "requests=2");
+}
+
+// The line (and so DescribeRequest's work) only for INTERNAL, or with -v 1.
+TEST(RpcLogWantedTest, InternalAlwaysOthersOnlyWhenVerbose) {
+  const int saved = FLAGS_v;
+  const grpc::Status internal(grpc::StatusCode::INTERNAL, "bug");
+  const grpc::Status refused(grpc::StatusCode::INVALID_ARGUMENT, "bad key");
+  FLAGS_v = 0;
+  EXPECT_TRUE(RpcLogWanted(internal));
+  EXPECT_FALSE(RpcLogWanted(grpc::Status::OK));
+  EXPECT_FALSE(RpcLogWanted(refused));
+  FLAGS_v = 1;
+  EXPECT_TRUE(RpcLogWanted(grpc::Status::OK));
+  EXPECT_TRUE(RpcLogWanted(refused));
+  FLAGS_v = saved;
 }
 
 }  // namespace
