@@ -13,12 +13,18 @@
 // --threads threads polling its own queue and answering inline. The CPU
 // time of this process per call (and of idem-bench) is what a replay costs
 // in gRPC alone: docs/performance.md compares the two.
+//
+// With --api=async, --hybrid serves the other methods (and gRPC's default
+// health service) on the callback API beside Begin, --health adds only the
+// default health service, --reflection the (sync) reflection service: each
+// shows what sharing the server with such a service costs the Begins.
 #include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/flags/flag.h"
@@ -30,6 +36,11 @@
 ABSL_FLAG(std::string, listen, "unix:/tmp/grpc-floor.sock", "gRPC listen address");
 ABSL_FLAG(std::string, api, "callback", "callback or async");
 ABSL_FLAG(int, threads, 1, "async: threads, each polling its own completion queue");
+ABSL_FLAG(bool, health, false, "async: with gRPC's default health service");
+ABSL_FLAG(bool, reflection, false, "async: with gRPC's reflection service");
+ABSL_FLAG(bool, hybrid, false,
+          "async: also serve the other methods and health checks on the callback "
+          "API (as a server with both would)");
 
 namespace {
 
@@ -51,6 +62,12 @@ void FillReplay(const BeginRequest& request, BeginResponse* response) {
   record->set_attempt(1);
 }
 
+// Begin on the completion-queue API, every other method on the callback API.
+using HybridService = Idempotency::WithAsyncMethod_Begin<
+    Idempotency::WithCallbackMethod_BatchBegin<Idempotency::WithCallbackMethod_Complete<
+        Idempotency::WithCallbackMethod_Fail<Idempotency::WithCallbackMethod_Get<
+            Idempotency::WithCallbackMethod_ExtendLease<Idempotency::Service>>>>>>;
+
 class CallbackReplayService final : public Idempotency::CallbackService {
   grpc::ServerUnaryReactor* Begin(grpc::CallbackServerContext* context,
                                   const BeginRequest* request,
@@ -64,9 +81,10 @@ class CallbackReplayService final : public Idempotency::CallbackService {
 
 // One Begin on the completion-queue API: requested, then answered, then
 // deleted when the answer is sent. A new one is requested as each arrives.
+template <typename AsyncService>
 class AsyncBegin {
  public:
-  AsyncBegin(Idempotency::AsyncService* service, grpc::ServerCompletionQueue* queue)
+  AsyncBegin(AsyncService* service, grpc::ServerCompletionQueue* queue)
       : service_(service), queue_(queue), writer_(&context_) {
     service_->RequestBegin(&context_, &request_, &writer_, queue_, queue_, this);
   }
@@ -76,7 +94,7 @@ class AsyncBegin {
       delete this;
       return;
     }
-    new AsyncBegin(service_, queue_);
+    new AsyncBegin<AsyncService>(service_, queue_);
     answered_ = true;
     BeginResponse response;
     FillReplay(request_, &response);
@@ -84,13 +102,34 @@ class AsyncBegin {
   }
 
  private:
-  Idempotency::AsyncService* const service_;
+  AsyncService* const service_;
   grpc::ServerCompletionQueue* const queue_;
   grpc::ServerContext context_;
   BeginRequest request_;
   grpc::ServerAsyncResponseWriter<BeginResponse> writer_;
   bool answered_ = false;
 };
+
+template <typename AsyncService>
+int ServeAsync(AsyncService* service, grpc::ServerBuilder* builder, int threads) {
+  builder->RegisterService(service);
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues;
+  for (int i = 0; i < threads; ++i) queues.push_back(builder->AddCompletionQueue());
+  std::unique_ptr<grpc::Server> server = builder->BuildAndStart();
+  if (server == nullptr) return 1;
+  std::vector<std::thread> pollers;
+  for (const auto& queue : queues) {
+    // Enough requested calls that an arriving Begin never waits for one.
+    for (int j = 0; j < 64; ++j) new AsyncBegin<AsyncService>(service, queue.get());
+    pollers.emplace_back([queue = queue.get()] {
+      void* tag;
+      bool ok;
+      while (queue->Next(&tag, &ok)) static_cast<AsyncBegin<AsyncService>*>(tag)->Proceed(ok);
+    });
+  }
+  for (std::thread& poller : pollers) poller.join();
+  return 0;
+}
 
 }  // namespace
 
@@ -116,22 +155,13 @@ int main(int argc, char** argv) {
     server->Wait();
     return 0;
   }
-  Idempotency::AsyncService service;
-  builder.RegisterService(&service);
-  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues;
-  for (int i = 0; i < threads; ++i) queues.push_back(builder.AddCompletionQueue());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr) return 1;
-  std::vector<std::thread> pollers;
-  for (const auto& queue : queues) {
-    // Enough requested calls that an arriving Begin never waits for one.
-    for (int j = 0; j < 64; ++j) new AsyncBegin(&service, queue.get());
-    pollers.emplace_back([queue = queue.get()] {
-      void* tag;
-      bool ok;
-      while (queue->Next(&tag, &ok)) static_cast<AsyncBegin*>(tag)->Proceed(ok);
-    });
+  if (absl::GetFlag(FLAGS_hybrid)) {
+    grpc::EnableDefaultHealthCheckService(true);
+    HybridService service;
+    return ServeAsync(&service, &builder, threads);
   }
-  for (std::thread& poller : pollers) poller.join();
-  return 0;
+  if (absl::GetFlag(FLAGS_health)) grpc::EnableDefaultHealthCheckService(true);
+  if (absl::GetFlag(FLAGS_reflection)) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  Idempotency::AsyncService service;
+  return ServeAsync(&service, &builder, threads);
 }

@@ -52,6 +52,12 @@ ABSL_FLAG(absl::Duration, retention, absl::Hours(1),
 ABSL_FLAG(std::string, mix, "50,30,20",
           "mixed: percentages of cycle, replay and contended operations");
 ABSL_FLAG(int, channels, 1, "gRPC channels (TCP connections) to spread calls over");
+ABSL_FLAG(std::string, client, "callback",
+          "gRPC client API: cq (completion queues drained by --client_threads "
+          "threads of idem-bench's own) or callback (gRPC's callback API, on "
+          "gRPC's threads)");
+ABSL_FLAG(int, client_threads, 1,
+          "cq: threads, each draining its own completion queue");
 
 namespace {
 
@@ -114,6 +120,14 @@ int main(int argc, char** argv) {
   }
   int channel_count = absl::GetFlag(FLAGS_channels);
   if (channel_count < 1 || channel_count > 64) return Usage("--channels must be 1 to 64");
+  if (!idem::bench::ParseClientApi(absl::GetFlag(FLAGS_client), &options.client_api)) {
+    return Usage(absl::StrCat("unknown --client ", absl::GetFlag(FLAGS_client),
+                              " (cq or callback)"));
+  }
+  options.completion_queue_threads = absl::GetFlag(FLAGS_client_threads);
+  if (options.completion_queue_threads < 1 || options.completion_queue_threads > 64) {
+    return Usage("--client_threads must be 1 to 64");
+  }
   options.scope_prefix = absl::GetFlag(FLAGS_scope_prefix);
   if (options.scope_prefix.empty()) {
     options.scope_prefix = absl::StrCat("bench-", getpid(), "-", absl::ToUnixSeconds(absl::Now()));

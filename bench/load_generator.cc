@@ -1,10 +1,12 @@
 #include "bench/load_generator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <utility>
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/support/async_unary_call.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -61,6 +63,21 @@ const char* ModeName(Mode mode) {
   return "?";
 }
 
+bool ParseClientApi(const std::string& text, ClientApi* api) {
+  if (text == "cq") {
+    *api = ClientApi::kCompletionQueue;
+  } else if (text == "callback") {
+    *api = ClientApi::kCallback;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+const char* ClientApiName(ClientApi api) {
+  return api == ClientApi::kCompletionQueue ? "cq" : "callback";
+}
+
 uint64_t LoadResult::error_total() const {
   uint64_t total = 0;
   for (uint64_t n : errors) total += n;
@@ -80,8 +97,9 @@ struct LoadGenerator::Phase {
   int active ABSL_GUARDED_BY(mu) = 0;
 };
 
-// One operation in flight: its calls' contexts and messages.
-struct Op {
+// One operation in flight: its calls' contexts and messages. On the
+// completion-queue API it is also the tag of its call in flight.
+struct LoadGenerator::Op {
   OpKind kind;
   Clock::time_point start;
   grpc::ClientContext begin_context;
@@ -90,6 +108,13 @@ struct Op {
   std::unique_ptr<grpc::ClientContext> complete_context;
   idem::v1::CompleteRequest complete;
   idem::v1::CompleteResponse completed;
+  // Completion-queue API only.
+  Slot* slot = nullptr;
+  bool completing = false;  // The call in flight is the Complete.
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<idem::v1::BeginResponse>> begin_call;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<idem::v1::CompleteResponse>>
+      complete_call;
 };
 
 // A caller that keeps one operation in flight: each completion starts the
@@ -99,7 +124,18 @@ class LoadGenerator::Slot {
   Slot(LoadGenerator* gen, Phase* phase, int index)
       : gen_(gen), phase_(phase), index_(index),
         rng_(gen->options_.seed * 1000003 + index),
-        stub_(gen->stub(index)) {}
+        stub_(gen->stub(index)),
+        queue_(gen->queue(index)) {}
+
+  // Completion-queue API: `op`'s call has finished.
+  void OnCallDone(Op* op) {
+    grpc::Status status = std::move(op->status);
+    if (op->completing) {
+      Finish(std::unique_ptr<Op>(op), status);
+    } else {
+      OnBegun(op, std::move(status));
+    }
+  }
 
   // Starts the next operation, or reports this slot done.
   void Next() {
@@ -134,6 +170,13 @@ class LoadGenerator::Slot {
     op->start = Clock::now();
     SetDeadline(&op->begin_context);
     Op* raw = op.release();
+    if (queue_ != nullptr) {
+      raw->slot = this;
+      raw->begin_call = stub_->PrepareAsyncBegin(&raw->begin_context, raw->begin, queue_);
+      raw->begin_call->StartCall();
+      raw->begin_call->Finish(&raw->begun, &raw->status, raw);
+      return;
+    }
     stub_->async()->Begin(&raw->begin_context, &raw->begin, &raw->begun,
                           [this, raw](grpc::Status status) { OnBegun(raw, std::move(status)); });
   }
@@ -153,6 +196,14 @@ class LoadGenerator::Slot {
     op->complete_context = std::make_unique<grpc::ClientContext>();
     SetDeadline(op->complete_context.get());
     raw = op.release();
+    if (queue_ != nullptr) {
+      raw->completing = true;
+      raw->complete_call =
+          stub_->PrepareAsyncComplete(raw->complete_context.get(), raw->complete, queue_);
+      raw->complete_call->StartCall();
+      raw->complete_call->Finish(&raw->completed, &raw->status, raw);
+      return;
+    }
     stub_->async()->Complete(raw->complete_context.get(), &raw->complete, &raw->completed,
                              [this, raw](grpc::Status status) {
                                Finish(std::unique_ptr<Op>(raw), status);
@@ -236,6 +287,7 @@ class LoadGenerator::Slot {
   const int index_;
   std::mt19937_64 rng_;
   idem::v1::Idempotency::Stub* const stub_;
+  grpc::CompletionQueue* const queue_;  // Null: the callback API.
   uint64_t counter_ = 0;
 };
 
@@ -249,9 +301,33 @@ LoadGenerator::LoadGenerator(std::vector<std::shared_ptr<grpc::Channel>> channel
   // A fixed 32-byte fingerprint: every caller of a key sends the same one.
   request_hash_ = std::string(32, '\x5a');
   response_ = std::string(static_cast<size_t>(options_.response_bytes), 'r');
+  if (options_.client_api == ClientApi::kCompletionQueue) {
+    for (int i = 0; i < std::max(options_.completion_queue_threads, 1); ++i) {
+      queues_.push_back(std::make_unique<grpc::CompletionQueue>());
+      queue_threads_.emplace_back(&LoadGenerator::DrainQueue, queues_.back().get());
+    }
+  }
 }
 
-LoadGenerator::~LoadGenerator() = default;
+// Every phase has drained (Run returned), so no call is in flight.
+LoadGenerator::~LoadGenerator() {
+  for (auto& queue : queues_) queue->Shutdown();
+  for (std::thread& thread : queue_threads_) thread.join();
+}
+
+void LoadGenerator::DrainQueue(grpc::CompletionQueue* queue) {
+  void* tag;
+  bool ok;  // Always true for a unary call's Finish.
+  while (queue->Next(&tag, &ok)) {
+    Op* op = static_cast<Op*>(tag);
+    op->slot->OnCallDone(op);
+  }
+}
+
+grpc::CompletionQueue* LoadGenerator::queue(int slot) const {
+  if (queues_.empty()) return nullptr;
+  return queues_[static_cast<size_t>(slot) % queues_.size()].get();
+}
 
 idem::v1::Idempotency::Stub* LoadGenerator::stub(int slot) const {
   return stubs_[static_cast<size_t>(slot) % stubs_.size()].get();

@@ -1,8 +1,9 @@
 // LoadGenerator: drives idemd with many calls in flight from one process.
 //
-// `concurrency` slots each run one operation at a time on gRPC's callback
-// API: the completion callback records the operation and starts the slot's
-// next one, so no thread waits per call. The run stops by itself after
+// `concurrency` slots each run one operation at a time, on gRPC's callback
+// API (default) or on its completion-queue API (`completion_queue_threads`
+// threads each drain one queue; a slot's calls all go to one queue). Either way the completion records the operation and starts the
+// slot's next one, so no thread waits per call. The run stops by itself after
 // warmup + duration: each slot finishes its operation in flight and stops;
 // Run() returns when every slot has stopped (every call has a deadline).
 #ifndef IDEM_BENCH_LOAD_GENERATOR_H_
@@ -13,9 +14,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/channel.h>
+#include <grpcpp/completion_queue.h>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -38,6 +41,17 @@ enum class Mode { kBegin, kReplay, kCycle, kContended, kMixed };
 bool ParseMode(const std::string& text, Mode* mode);
 const char* ModeName(Mode mode);
 
+// Which gRPC client API issues the calls.
+enum class ClientApi {
+  // Completion queues drained by threads of our own: a completion is
+  // handled on the thread that polled it (as pgbench's one thread does).
+  kCompletionQueue,
+  // Callbacks, run on gRPC's own threads.
+  kCallback,
+};
+bool ParseClientApi(const std::string& text, ClientApi* api);
+const char* ClientApiName(ClientApi api);
+
 struct LoadOptions {
   Mode mode = Mode::kCycle;
   int concurrency = 8;
@@ -58,6 +72,9 @@ struct LoadOptions {
   int mix_replay = 30;
   int mix_contended = 20;
   uint64_t seed = 1;
+  ClientApi client_api = ClientApi::kCallback;
+  // kCompletionQueue: threads, each draining its own queue.
+  int completion_queue_threads = 1;
 };
 
 // Counters of one run (the measured part, after warmup).
@@ -91,11 +108,16 @@ class LoadGenerator {
  private:
   class Slot;
   friend class Slot;
+  struct Op;
   struct Phase;
 
   absl::Status Populate();
   void RunPhase(Phase* phase);
   idem::v1::Idempotency::Stub* stub(int slot) const;
+  // kCompletionQueue: the queue of a slot's calls; null on kCallback.
+  grpc::CompletionQueue* queue(int slot) const;
+  // Handles every completion of `queue` until it is shut down and drained.
+  static void DrainQueue(grpc::CompletionQueue* queue);
 
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<idem::v1::Idempotency::Stub>> stubs_;
@@ -110,6 +132,10 @@ class LoadGenerator {
   std::array<std::array<std::atomic<uint64_t>, 5>, kOpKinds> outcomes_{};
   std::vector<std::unique_ptr<Phase>> phases_;
   std::vector<std::vector<std::unique_ptr<Slot>>> slots_;
+  // kCompletionQueue only; shut down and joined by the destructor, after
+  // every phase has drained.
+  std::vector<std::unique_ptr<grpc::CompletionQueue>> queues_;
+  std::vector<std::thread> queue_threads_;
 };
 
 }  // namespace idem::bench

@@ -106,7 +106,11 @@ void PrintReport(const RunInfo& info, const LoadResult& result,
   const LoadOptions& o = info.options;
   out << "mode:        " << ModeName(o.mode) << "\n";
   out << "target:      " << info.target << "  (scope prefix " << info.scope_prefix << ")\n";
-  out << "concurrency: " << o.concurrency << "\n";
+  out << "concurrency: " << o.concurrency << "  (client API " << ClientApiName(o.client_api)
+      << (o.client_api == ClientApi::kCompletionQueue
+              ? absl::StrCat(", ", o.completion_queue_threads, " thread(s)")
+              : "")
+      << ")\n";
   out << absl::StrFormat("duration:    %.1f s measured after %.1f s warmup\n",
                          absl::ToDoubleSeconds(o.duration), absl::ToDoubleSeconds(o.warmup));
   out << "operations:  " << result.operations << "\n";
@@ -140,6 +144,10 @@ std::string ReportJson(const RunInfo& info, const LoadResult& result,
   fields.push_back(absl::StrCat("\"target\": ", Quote(info.target)));
   fields.push_back(absl::StrCat("\"scope_prefix\": ", Quote(info.scope_prefix)));
   fields.push_back(absl::StrCat("\"concurrency\": ", o.concurrency));
+  fields.push_back(absl::StrCat("\"client_api\": ", Quote(ClientApiName(o.client_api))));
+  if (o.client_api == ClientApi::kCompletionQueue) {
+    fields.push_back(absl::StrCat("\"client_threads\": ", o.completion_queue_threads));
+  }
   fields.push_back(absl::StrFormat("\"duration_s\": %.3f", absl::ToDoubleSeconds(o.duration)));
   fields.push_back(absl::StrFormat("\"warmup_s\": %.3f", absl::ToDoubleSeconds(o.warmup)));
   fields.push_back(absl::StrCat("\"response_bytes\": ", o.response_bytes));
