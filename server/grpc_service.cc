@@ -18,6 +18,11 @@ namespace idem {
 
 namespace {
 
+// Calls of each method kept requested on each queue: more arriving at once
+// wait in gRPC (for the next request) a moment longer, none is refused.
+constexpr int kRequestedBegins = 32;
+constexpr int kRequestedCalls = 4;  // Of each other method.
+
 // A call without a deadline still gets one: no store call waits forever.
 constexpr absl::Duration kDefaultCallDeadline = absl::Seconds(30);
 
@@ -27,7 +32,7 @@ constexpr absl::Duration kWaitAnswerMargin = absl::Milliseconds(250);
 // Wake this long after the holder's lease ends, so the retry can take over.
 constexpr absl::Duration kLeaseEndSlack = absl::Milliseconds(5);
 
-absl::Time CallDeadline(const grpc::CallbackServerContext& context) {
+absl::Time CallDeadline(const grpc::ServerContextBase& context) {
   const auto deadline = context.deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) {
     return absl::Now() + kDefaultCallDeadline;
@@ -39,17 +44,12 @@ const grpc::Status kOverloaded(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                "idemd is overloaded (work queue full); retry "
                                "with backoff");
 
-// `bytes` parsed as a Request; nullopt when they are not one (malformed
-// protobuf, or invalid UTF-8 in a string field: proto3's parser refuses
-// it). `bytes` stays gRPC's: Deserialize consumes a reference copy.
+// Parses `bytes` into `request`; false when they are not a Request
+// (malformed protobuf, or invalid UTF-8 in a string field: proto3's parser
+// refuses it). Deserialize consumes `bytes`.
 template <typename Request>
-std::optional<Request> ParseRequest(const grpc::ByteBuffer& bytes) {
-  grpc::ByteBuffer copy(bytes);
-  std::optional<Request> request(std::in_place);
-  if (!grpc::SerializationTraits<Request>::Deserialize(&copy, &*request).ok()) {
-    return std::nullopt;
-  }
-  return request;
+bool ParseRequest(grpc::ByteBuffer* bytes, Request* request) {
+  return grpc::SerializationTraits<Request>::Deserialize(bytes, request).ok();
 }
 
 template <typename Request>
@@ -106,8 +106,9 @@ std::vector<absl::string_view> ScopesOf(const idem::v1::BatchBeginRequest& reque
 
 }  // namespace
 
+
 template <typename Request>
-absl::Status GrpcService::Authorize(const grpc::CallbackServerContext& context,
+absl::Status GrpcService::Authorize(const grpc::ServerContextBase& context,
                                     const Request& request) const {
   if (authorizer_ == nullptr) return absl::OkStatus();
   std::vector<absl::string_view> authorization;
@@ -136,69 +137,241 @@ grpc::Status GrpcService::Conclude(const char* method, absl::Time start,
   return status;
 }
 
-// A unary call's parsed request and its response, from parsing until the
-// answer. Answer() serializes the response (when OK) into gRPC's response
-// bytes, records the call, deletes this, then finishes gRPC's default
-// reactor: nothing reads the request or response after Finish.
-template <typename Request, typename Response>
-class GrpcService::UnaryCall {
+// One call on a completion queue, from being requested until gRPC is done
+// with it. Its three tags come back on its queue, so every event of a call
+// is handled on that queue's one thread: kArrived (the call came, or with
+// !ok the server is shutting down and none will), kFinished (the answer
+// was sent or could not be) and kDone (the call ended; IsCancelled() may be
+// asked from then on). The call deletes itself after both kFinished and
+// kDone. A derived call requests itself in its constructor (RequestCall()),
+// requests its successor when it arrives (RequestNext()), and answers once,
+// from any thread, with Finish(); nothing may touch it after Finish.
+class GrpcService::Call {
  public:
-  UnaryCall(GrpcService* service, const char* method, grpc::ServerUnaryReactor* reactor,
-            grpc::ByteBuffer* response_bytes)
-      : service_(service),
-        method_(method),
-        reactor_(reactor),
-        response_bytes_(response_bytes),
-        start_(absl::Now()) {}
+  using RequestFn = void (GrpcService::*)(grpc::ServerContext*, grpc::ByteBuffer*,
+                                         grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>*,
+                                         grpc::CompletionQueue*,
+                                         grpc::ServerCompletionQueue*, void*);
 
-  Request request;
-  Response response;
+  virtual ~Call() = default;
 
-  // Deletes this.
-  void Answer(grpc::Status status) {
-    status = service_->Conclude(method_, start_, request, std::move(status), response,
-                                response_bytes_);
-    grpc::ServerUnaryReactor* const reactor = reactor_;
-    delete this;
-    reactor->Finish(std::move(status));
+  // Handles the event `tag` (a Call's tag) returned from a queue with `ok`.
+  static void HandleEvent(void* tag, bool ok) {
+    Tag* t = static_cast<Tag*>(tag);
+    t->call->OnEvent(t->event, ok);
+  }
+
+ protected:
+  Call(GrpcService* service, grpc::ServerCompletionQueue* queue)
+      : service_(service), queue_(queue) {}
+
+  void RequestCall(RequestFn request) {
+    context_.AsyncNotifyWhenDone(&done_);
+    (service_->*request)(&context_, &request_bytes_, &responder_, queue_, queue_,
+                         &arrived_);
+  }
+
+  // Requests a new call of the same method on queue_.
+  virtual void RequestNext() = 0;
+  // The call has arrived: parse request_bytes_ and answer (here or later).
+  virtual void Arrived() = 0;
+  // The caller cancelled (or the deadline passed) before the answer.
+  virtual void Cancelled() {}
+
+  // Sends `status`, with response_bytes_ when OK. Once; `this` may be
+  // deleted by the time it returns.
+  void Finish(const grpc::Status& status) {
+    if (status.ok()) {
+      responder_.Finish(response_bytes_, status, &finished_);
+    } else {
+      responder_.FinishWithError(status, &finished_);
+    }
+  }
+
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+
+  GrpcService* const service_;
+  grpc::ServerCompletionQueue* const queue_;
+  grpc::ServerContext context_;
+  grpc::ByteBuffer request_bytes_;
+  grpc::ByteBuffer response_bytes_;
+
+ private:
+  enum class Event { kArrived, kFinished, kDone };
+  struct Tag {
+    Call* call;
+    Event event;
+  };
+
+  void OnEvent(Event event, bool ok) {
+    switch (event) {
+      case Event::kArrived:
+        // Not ok: the server is shutting down; no call came and kDone
+        // will not come either.
+        if (!ok) {
+          delete this;
+          return;
+        }
+        RequestNext();
+        Arrived();
+        return;
+      case Event::kDone:
+        if (context_.IsCancelled()) {
+          cancelled_.store(true, std::memory_order_release);
+          Cancelled();
+        }
+        break;
+      case Event::kFinished:
+        break;
+    }
+    if (--events_left_ == 0) delete this;
+  }
+
+  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder_{&context_};
+  Tag arrived_{this, Event::kArrived};
+  Tag finished_{this, Event::kFinished};
+  Tag done_{this, Event::kDone};
+  int events_left_ = 2;  // kFinished and kDone; only queue_'s thread counts.
+  std::atomic<bool> cancelled_{false};
+};
+
+// What a unary method other than Begin is: its name, how to request its
+// calls, and what runs it on a worker.
+template <typename Request, typename Response>
+struct GrpcService::UnaryMethod {
+  const char* name;
+  Call::RequestFn request;
+  absl::Status (IdempotencyService::*run)(const Request&, absl::Time, Response*);
+};
+
+// A call of a method other than Begin: parsed and authorized on the
+// queue's thread, then run on a worker (IdempotencyService blocks on the
+// store), which answers.
+template <typename Request, typename Response>
+class GrpcService::UnaryCall final : public Call {
+ public:
+  UnaryCall(GrpcService* service, grpc::ServerCompletionQueue* queue,
+            const UnaryMethod<Request, Response>* method)
+      : Call(service, queue), method_(method) {
+    RequestCall(method->request);
   }
 
  private:
-  GrpcService* const service_;
-  const char* const method_;
-  grpc::ServerUnaryReactor* const reactor_;
-  grpc::ByteBuffer* const response_bytes_;
-  const absl::Time start_;
-};
+  void RequestNext() override { new UnaryCall(service_, queue_, method_); }
 
-// Runs a Begin with `wait` until it has an answer. Each try runs on a
-// worker; between tries it is parked in KeyWaiters and holds no thread.
-// Finish() happens exactly once: from a try, from OnCancel() when it removed
-// the waiter (so no try is pending), or from a wake-up that cannot be
-// queued. Owns the request and response until gRPC is done (OnDone).
-class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
- public:
-  WaitingBeginReactor(GrpcService* service, grpc::CallbackServerContext* context,
-                      idem::v1::BeginRequest request, grpc::ByteBuffer* response_bytes)
-      : service_(service),
-        context_(context),
-        request_(std::move(request)),
-        response_bytes_(response_bytes),
-        start_(absl::Now()),
-        deadline_(CallDeadline(*context)),
-        answer_by_(std::min(absl::Now() + RequestedWait(request_),
-                            deadline_ - kWaitAnswerMargin)) {}
-
-  void Start() {
-    if (!service_->workers_->TrySchedule([this] { Try(); })) Answer(kOverloaded);
+  void Arrived() override {
+    start_ = absl::Now();
+    if (!ParseRequest(&request_bytes_, &request_)) {
+      Answer(UnparsableRequest<Request>());
+      return;
+    }
+    // Before any store work (a SHA-256, no I/O).
+    if (const absl::Status allowed = service_->Authorize(context_, request_);
+        !allowed.ok()) {
+      Answer(ToGrpcStatus(allowed));
+      return;
+    }
+    const absl::Time deadline = CallDeadline(context_);
+    if (!service_->workers_->TrySchedule([this, deadline] { Run(deadline); })) {
+      Answer(kOverloaded);
+    }
   }
 
-  // Answer() is never called under mu_: OnDone() may delete this soon after.
-  void OnCancel() override {
+  void Run(absl::Time deadline) {
+    if (cancelled()) {
+      Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran"));
+      return;
+    }
+    if (absl::Now() >= deadline) {
+      Answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "deadline passed while the call was queued"));
+      return;
+    }
+    Answer(ToGrpcStatus(
+        (service_->service_->*method_->run)(request_, deadline, &response_)));
+  }
+
+  void Answer(grpc::Status status) {
+    Finish(service_->Conclude(method_->name, start_, request_, std::move(status),
+                              response_, &response_bytes_));
+  }
+
+  const UnaryMethod<Request, Response>* const method_;
+  absl::Time start_;
+  Request request_;
+  Response response_;
+};
+
+// A Begin. Answered on the queue's thread when that needs no I/O (bad
+// input, a cached replay); with group commit, queued for the next batch
+// and answered by the thread that runs it; otherwise run on a worker.
+//
+// A Begin with `wait` runs until it has an answer: each try runs on a
+// worker; between tries it is parked in KeyWaiters and holds no thread. It
+// answers exactly once: from a try, from Cancelled() when it removed the
+// waiter (so no try is pending), or from a wake-up that cannot be queued.
+class GrpcService::BeginCall final : public Call {
+ public:
+  BeginCall(GrpcService* service, grpc::ServerCompletionQueue* queue)
+      : Call(service, queue) {
+    RequestCall(&GrpcService::RequestBegin);
+  }
+
+ private:
+  void RequestNext() override { new BeginCall(service_, queue_); }
+
+  void Arrived() override {
+    start_ = absl::Now();
+    deadline_ = CallDeadline(context_);
+    if (!ParseRequest(&request_bytes_, &request_)) {
+      Answer(UnparsableRequest<idem::v1::BeginRequest>());
+      return;
+    }
+    if (const absl::Status allowed = service_->Authorize(context_, request_);
+        !allowed.ok()) {
+      Answer(ToGrpcStatus(allowed));
+      return;
+    }
+    IdempotencyService* const idem = service_->service_;
+    if (request_.has_wait() && RequestedWait(request_) > absl::ZeroDuration()) {
+      answer_by_ = std::min(absl::Now() + RequestedWait(request_),
+                            deadline_ - kWaitAnswerMargin);
+      if (!service_->workers_->TrySchedule([this] { Try(); })) Answer(kOverloaded);
+      return;
+    }
+    if (idem->BeginsAsync()) {
+      // The callback runs exactly once, perhaps before BeginAsync returns
+      // (bad input, a cached replay).
+      idem->BeginAsync(request_, deadline_, &response_,
+                       [this](absl::Status status) { Answer(ToGrpcStatus(status)); });
+      return;
+    }
+    absl::Status status;
+    if (idem->TryBeginWithoutBlocking(request_, &response_, &status)) {
+      Answer(ToGrpcStatus(status));
+      return;
+    }
+    if (!service_->workers_->TrySchedule([this] { RunOnce(); })) Answer(kOverloaded);
+  }
+
+  void RunOnce() {
+    if (cancelled()) {
+      Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran"));
+      return;
+    }
+    if (absl::Now() >= deadline_) {
+      Answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "deadline passed while the call was queued"));
+      return;
+    }
+    Answer(ToGrpcStatus(service_->service_->Begin(request_, deadline_, &response_)));
+  }
+
+  // Answer() is never called under mu_: the call may be deleted soon after.
+  void Cancelled() override {
     bool removed = false;
     {
       absl::MutexLock lock(&mu_);
-      cancelled_ = true;
       removed = waiter_ != 0 && service_->waiters_->Cancel(waiter_);
       if (removed) waiter_ = 0;
     }
@@ -207,11 +380,8 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
     }
   }
 
-  void OnDone() override { delete this; }
-
- private:
   void Try() {
-    if (context_->IsCancelled()) {
+    if (cancelled()) {
       Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
       return;
     }
@@ -238,18 +408,20 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
       return;
     }
     lease_end_ = now + FromProtoDuration(response_.retry_after());
-    bool cancelled;
     KeyWaiters::ParkResult parked = KeyWaiters::ParkResult::kNotified;
+    bool cancelled_now;
     {
       absl::MutexLock lock(&mu_);
-      cancelled = cancelled_;
-      if (!cancelled) {
+      // Read under mu_: Cancelled() sets the flag before it takes mu_, so
+      // either it sees this waiter or this sees the flag.
+      cancelled_now = cancelled();
+      if (!cancelled_now) {
         parked = service_->waiters_->Park(
             id, std::min(lease_end_ + kLeaseEndSlack, answer_by_), [this] { Wake(); });
         if (parked == KeyWaiters::ParkResult::kParked) waiter_ = id;
       }
     }
-    if (cancelled) {
+    if (cancelled_now) {
       service_->waiters_->Cancel(id);
       Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled"));
     } else if (parked == KeyWaiters::ParkResult::kNotified) {
@@ -265,28 +437,24 @@ class GrpcService::WaitingBeginReactor final : public grpc::ServerUnaryReactor {
     if (!service_->workers_->TrySchedule([this] { Try(); })) Answer(kOverloaded);
   }
 
-  // Serializes the response (when OK), records the answer, then finishes.
+  // Serializes the response (when OK), records the answer, then sends it.
   void Answer(grpc::Status status) {
     Finish(service_->Conclude("Begin", start_, request_, std::move(status), response_,
-                              response_bytes_));
+                              &response_bytes_));
   }
 
-  GrpcService* const service_;
-  grpc::CallbackServerContext* const context_;
-  const idem::v1::BeginRequest request_;
-  grpc::ByteBuffer* const response_bytes_;
-  const absl::Time start_;
-  const absl::Time deadline_;
-  // When the wait ends: IN_PROGRESS is answered from then on.
-  const absl::Time answer_by_;
+  absl::Time start_;
+  absl::Time deadline_;
+  idem::v1::BeginRequest request_;
+  idem::v1::BeginResponse response_;
+  // A waiting Begin: when the wait ends (IN_PROGRESS is answered from then on).
+  absl::Time answer_by_;
   // Used by one try at a time (tries never overlap).
   bool tried_ = false;
   absl::Time lease_end_;  // Of the holder, as last seen (local clock).
-  idem::v1::BeginResponse response_;
 
   absl::Mutex mu_;
   KeyWaiters::Id waiter_ ABSL_GUARDED_BY(mu_) = 0;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 GrpcService::GrpcService(IdempotencyService* service, WorkerPool* workers,
@@ -298,126 +466,33 @@ GrpcService::GrpcService(IdempotencyService* service, WorkerPool* workers,
       metrics_(metrics),
       authorizer_(authorizer) {}
 
-template <typename Request, typename Response>
-grpc::ServerUnaryReactor* GrpcService::Dispatch(
-    const char* method, grpc::CallbackServerContext* context,
-    std::optional<Request> request, grpc::ByteBuffer* response_bytes,
-    absl::Status (IdempotencyService::*method_fn)(const Request&, absl::Time,
-                                                  Response*)) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto* call = new UnaryCall<Request, Response>(this, method, reactor, response_bytes);
-  if (!request.has_value()) {
-    call->Answer(UnparsableRequest<Request>());
-    return reactor;
+void GrpcService::RequestCalls(grpc::ServerCompletionQueue* queue) {
+  namespace v1 = idem::v1;
+  static const UnaryMethod<v1::BatchBeginRequest, v1::BatchBeginResponse> kBatchBegin{
+      "BatchBegin", &GrpcService::RequestBatchBegin, &IdempotencyService::BatchBegin};
+  static const UnaryMethod<v1::CompleteRequest, v1::CompleteResponse> kComplete{
+      "Complete", &GrpcService::RequestComplete, &IdempotencyService::Complete};
+  static const UnaryMethod<v1::FailRequest, v1::FailResponse> kFail{
+      "Fail", &GrpcService::RequestFail, &IdempotencyService::Fail};
+  static const UnaryMethod<v1::GetRequest, v1::GetResponse> kGet{
+      "Get", &GrpcService::RequestGet, &IdempotencyService::Get};
+  static const UnaryMethod<v1::ExtendLeaseRequest, v1::ExtendLeaseResponse> kExtendLease{
+      "ExtendLease", &GrpcService::RequestExtendLease, &IdempotencyService::ExtendLease};
+  for (int i = 0; i < kRequestedBegins; ++i) new BeginCall(this, queue);
+  for (int i = 0; i < kRequestedCalls; ++i) {
+    new UnaryCall(this, queue, &kBatchBegin);
+    new UnaryCall(this, queue, &kComplete);
+    new UnaryCall(this, queue, &kFail);
+    new UnaryCall(this, queue, &kGet);
+    new UnaryCall(this, queue, &kExtendLease);
   }
-  call->request = *std::move(request);
-  const absl::Time deadline = CallDeadline(*context);
-  // Before any store work; on gRPC's thread (a SHA-256, no I/O).
-  if (const absl::Status allowed = Authorize(*context, call->request); !allowed.ok()) {
-    call->Answer(ToGrpcStatus(allowed));
-    return reactor;
-  }
-  // After Answer() the call is gone.
-  const bool queued = workers_->TrySchedule([=] {
-    if (context->IsCancelled()) {
-      call->Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran"));
-      return;
-    }
-    if (absl::Now() >= deadline) {
-      call->Answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                "deadline passed while the call was queued"));
-      return;
-    }
-    call->Answer(
-        ToGrpcStatus((service_->*method_fn)(call->request, deadline, &call->response)));
-  });
-  if (!queued) {
-    call->Answer(kOverloaded);
-  }
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* GrpcService::Begin(grpc::CallbackServerContext* context,
-                                             const grpc::ByteBuffer* request,
-                                             grpc::ByteBuffer* response) {
-  std::optional<idem::v1::BeginRequest> begin =
-      ParseRequest<idem::v1::BeginRequest>(*request);
-  // A Begin refused by Authorize() or unparsable goes through Dispatch,
-  // which answers.
-  const bool allowed = begin.has_value() && Authorize(*context, *begin).ok();
-  const bool waits =
-      allowed && begin->has_wait() && RequestedWait(*begin) > absl::ZeroDuration();
-  // Group commit on: queued for the next batch from here, answered by the
-  // thread that runs it; no thread waits for this call. BeginAsync answers
-  // bad input and cached replays itself, inline on this thread.
-  if (allowed && !waits && service_->BeginsAsync()) {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    auto* call = new UnaryCall<idem::v1::BeginRequest, idem::v1::BeginResponse>(
-        this, "Begin", reactor, response);
-    call->request = *std::move(begin);
-    // The callback runs exactly once, perhaps before BeginAsync returns;
-    // Answer() deletes the call.
-    service_->BeginAsync(call->request, CallDeadline(*context), &call->response,
-                         [call](absl::Status status) { call->Answer(ToGrpcStatus(status)); });
-    return reactor;
-  }
-  // Answered here, on gRPC's thread, when that needs no I/O (a cached
-  // replay, or bad input): no worker hop.
-  if (allowed) {
-    const absl::Time start = absl::Now();
-    absl::Status status;
-    idem::v1::BeginResponse answered;
-    if (service_->TryBeginWithoutBlocking(*begin, &answered, &status)) {
-      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-      reactor->Finish(
-          Conclude("Begin", start, *begin, ToGrpcStatus(status), answered, response));
-      return reactor;
-    }
-  }
-  if (waits) {
-    auto* reactor = new WaitingBeginReactor(this, context, *std::move(begin), response);
-    reactor->Start();
-    return reactor;
-  }
-  return Dispatch("Begin", context, std::move(begin), response,
-                  &IdempotencyService::Begin);
-}
-
-grpc::ServerUnaryReactor* GrpcService::BatchBegin(grpc::CallbackServerContext* context,
-                                                  const grpc::ByteBuffer* request,
-                                                  grpc::ByteBuffer* response) {
-  return Dispatch("BatchBegin", context,
-                  ParseRequest<idem::v1::BatchBeginRequest>(*request), response,
-                  &IdempotencyService::BatchBegin);
-}
-
-grpc::ServerUnaryReactor* GrpcService::Complete(grpc::CallbackServerContext* context,
-                                                const grpc::ByteBuffer* request,
-                                                grpc::ByteBuffer* response) {
-  return Dispatch("Complete", context, ParseRequest<idem::v1::CompleteRequest>(*request),
-                  response, &IdempotencyService::Complete);
-}
-
-grpc::ServerUnaryReactor* GrpcService::Fail(grpc::CallbackServerContext* context,
-                                            const grpc::ByteBuffer* request,
-                                            grpc::ByteBuffer* response) {
-  return Dispatch("Fail", context, ParseRequest<idem::v1::FailRequest>(*request),
-                  response, &IdempotencyService::Fail);
-}
-
-grpc::ServerUnaryReactor* GrpcService::Get(grpc::CallbackServerContext* context,
-                                           const grpc::ByteBuffer* request,
-                                           grpc::ByteBuffer* response) {
-  return Dispatch("Get", context, ParseRequest<idem::v1::GetRequest>(*request), response,
-                  &IdempotencyService::Get);
-}
-
-grpc::ServerUnaryReactor* GrpcService::ExtendLease(grpc::CallbackServerContext* context,
-                                                   const grpc::ByteBuffer* request,
-                                                   grpc::ByteBuffer* response) {
-  return Dispatch("ExtendLease", context,
-                  ParseRequest<idem::v1::ExtendLeaseRequest>(*request), response,
-                  &IdempotencyService::ExtendLease);
+void GrpcService::Serve(grpc::ServerCompletionQueue* queue) {
+  RequestCalls(queue);
+  void* tag;
+  bool ok;
+  while (queue->Next(&tag, &ok)) Call::HandleEvent(tag, ok);
 }
 
 }  // namespace idem

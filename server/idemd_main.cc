@@ -26,6 +26,9 @@ ABSL_FLAG(int, pool_size, 8,
 ABSL_FLAG(int, worker_threads, 64,
           "threads running calls; more than --pool_size so that concurrent "
           "Begins and Completes can be batched (group commit)");
+ABSL_FLAG(int, grpc_threads, 1,
+          "gRPC completion queues, each with one thread that receives calls, "
+          "answers cached replays and sends answers (1 suits a few cores)");
 ABSL_FLAG(bool, group_commit, true,
           "gather concurrent Begins (and Completes) into one statement and "
           "one commit");
@@ -104,6 +107,7 @@ int main(int argc, char** argv) {
   options.pool_size = absl::GetFlag(FLAGS_pool_size);
   options.max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.grpc_threads = absl::GetFlag(FLAGS_grpc_threads);
   options.group_commit = absl::GetFlag(FLAGS_group_commit);
   options.batch_statements = absl::GetFlag(FLAGS_batch_statements);
   options.record_cache_bytes = absl::GetFlag(FLAGS_record_cache_bytes);

@@ -264,6 +264,9 @@ absl::Status ValidateOptions(const Server::Options& options) {
   if (options.worker_threads < 1 || options.worker_threads > 4096) {
     return absl::InvalidArgumentError("--worker_threads must be 1 to 4096");
   }
+  if (options.grpc_threads < 1 || options.grpc_threads > 64) {
+    return absl::InvalidArgumentError("--grpc_threads must be 1 to 64");
+  }
   if (options.batch_statements < 0) {
     return absl::InvalidArgumentError("--batch_statements must not be negative");
   }
@@ -342,11 +345,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
     server->stats_collector_ = std::make_unique<StoreStatsCollector>(
         &server->store_, &server->metrics_, options.metrics_collect_interval);
   }
-  grpc::EnableDefaultHealthCheckService(true);
+  // Our own health service (health_service.h says why not gRPC's).
+  grpc::EnableDefaultHealthCheckService(false);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(&server->grpc_service_);
+  builder.RegisterService(&server->health_service_);
+  for (int i = 0; i < options.grpc_threads; ++i) {
+    server->queues_.push_back(builder.AddCompletionQueue());
+  }
   const int64_t max_message = std::min<int64_t>(
       options.max_response_bytes + kReceiveSlackBytes, INT32_MAX);
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_message));
@@ -356,9 +364,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen));
   }
+  for (const auto& queue : server->queues_) {
+    server->queue_threads_.emplace_back(
+        [s = server.get(), q = queue.get()] { s->grpc_service_.Serve(q); });
+  }
   server->health_ = std::make_unique<HealthMonitor>(
-      &server->store_, server->grpc_server_->GetHealthCheckService(),
-      options.health_check_interval);
+      &server->store_, &server->health_service_, options.health_check_interval);
   server->health_->Start();
   server->listener_.Start();
   server->sweeper_.Start();
@@ -379,6 +390,8 @@ void Server::Shutdown() {
   shut_down_ = true;
   LOG(INFO) << "shutting down: draining in-flight calls";
   if (health_) health_->Stop();
+  // NOT_SERVING for good; open Watches end rather than hold up the drain.
+  health_service_.Shutdown();
   // Parked Begins answer now (IN_PROGRESS) instead of holding up the drain.
   waiters_.Shutdown();
   if (grpc_server_) {
@@ -388,6 +401,18 @@ void Server::Shutdown() {
   listener_.Stop();
   sweeper_.Stop();
   if (grpc_server_) grpc_server_->Wait();
+  // Every call has been answered and deleted (Server::Shutdown waits for
+  // that): nothing starts on the queues any more.
+  for (const auto& queue : queues_) queue->Shutdown();
+  for (std::thread& thread : queue_threads_) thread.join();
+  if (queue_threads_.empty()) {  // Start-up failed before serving: drain here.
+    for (const auto& queue : queues_) {
+      void* tag;
+      bool ok;
+      while (queue->Next(&tag, &ok)) {
+      }
+    }
+  }
   // Metrics last: they can be scraped while calls drain.
   if (stats_collector_) stats_collector_->Stop();
   if (metrics_http_) metrics_http_->Stop();

@@ -21,6 +21,8 @@
 
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
@@ -33,6 +35,7 @@
 #include "server/grpc_service.h"
 #include "server/group_commit_store.h"
 #include "server/health_monitor.h"
+#include "server/health_service.h"
 #include "server/idempotency_service.h"
 #include "server/key_change_listener.h"
 #include "server/key_waiters.h"
@@ -59,6 +62,8 @@ class Server {
     // Threads running calls. More than pool_size, so that concurrent Begins
     // and Completes can wait together to be batched (group commit).
     int worker_threads = 64;
+    // gRPC completion queues, each served by one thread (GrpcService::Serve).
+    int grpc_threads = 1;
     // Group commit: concurrent Begins (and Completes) share one statement
     // and one commit; at most batch_statements batches of each kind run at
     // once (0: a quarter of pool_size, at least 1).
@@ -150,7 +155,11 @@ class Server {
   KeyChangeListener listener_;
   GrpcService grpc_service_;
   Sweeper sweeper_;
+  HealthService health_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  // One per completion queue, each running GrpcService::Serve.
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
+  std::vector<std::thread> queue_threads_;
   std::unique_ptr<HealthMonitor> health_;
   std::unique_ptr<StoreStatsCollector> stats_collector_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;
