@@ -1,7 +1,10 @@
 #include "server/caching_store.h"
 
 #include <memory>
+#include <string>
 #include <utility>
+
+#include "absl/time/clock.h"
 
 #include "server/record_decisions.h"
 
@@ -10,8 +13,9 @@ namespace idem {
 using idem::v1::BeginResponse;
 using idem::v1::Record;
 
-CachingStore::CachingStore(IdempotencyStore* inner, RecordCache* cache)
-    : inner_(inner), cache_(cache) {}
+CachingStore::CachingStore(IdempotencyStore* inner, RecordCache* cache,
+                           Schedule schedule)
+    : inner_(inner), cache_(cache), schedule_(std::move(schedule)) {}
 
 namespace {
 
@@ -27,12 +31,36 @@ absl::StatusOr<BeginResult> FromCache(const Record& hit, const BeginParams& p) {
   return result;
 }
 
+// A refresh's read gives up after this long (the entry lives out its time).
+constexpr absl::Duration kRefreshDeadline = absl::Seconds(2);
+
 }  // namespace
+
+std::shared_ptr<const Record> CachingStore::Lookup(absl::string_view scope,
+                                                   absl::string_view key,
+                                                   bool count_miss) {
+  bool refresh_due = false;
+  std::shared_ptr<const Record> hit =
+      cache_->Lookup(scope, key, count_miss, schedule_ ? &refresh_due : nullptr);
+  if (refresh_due) Refresh(scope, key);
+  return hit;
+}
+
+void CachingStore::Refresh(absl::string_view scope, absl::string_view key) {
+  schedule_([this, scope = std::string(scope), key = std::string(key)] {
+    absl::StatusOr<Record> fresh = inner_->Get(scope, key, absl::Now() + kRefreshDeadline);
+    if (fresh.ok() && RecordCache::Cacheable(*fresh)) {
+      cache_->Insert(*fresh);
+    } else if (fresh.ok() || absl::IsNotFound(fresh.status())) {
+      cache_->Erase(scope, key);  // Released, purged, or taken again.
+    }
+  });
+}
 
 std::optional<absl::StatusOr<BeginResult>> CachingStore::TryBeginFromMemory(
     const BeginParams& params) {
   std::shared_ptr<const Record> hit =
-      cache_->Lookup(params.scope, params.key, /*count_miss=*/false);
+      Lookup(params.scope, params.key, /*count_miss=*/false);
   if (hit == nullptr) return std::nullopt;
   return FromCache(*hit, params);
 }
@@ -45,7 +73,7 @@ absl::StatusOr<std::vector<absl::StatusOr<BeginResult>>> CachingStore::BatchBegi
   std::vector<BeginParams> miss_params;
   for (size_t i = 0; i < params.size(); ++i) {
     const BeginParams& p = params[i];
-    std::shared_ptr<const Record> hit = cache_->Lookup(p.scope, p.key);
+    std::shared_ptr<const Record> hit = Lookup(p.scope, p.key);
     if (hit == nullptr) {
       misses.push_back(i);
       miss_params.push_back(p);
@@ -69,7 +97,7 @@ bool CachingStore::BeginsAsync() const { return inner_->BeginsAsync(); }
 
 void CachingStore::BeginAsync(const BeginParams& params, absl::Time deadline,
                               BeginDone done) {
-  if (std::shared_ptr<const Record> hit = cache_->Lookup(params.scope, params.key)) {
+  if (std::shared_ptr<const Record> hit = Lookup(params.scope, params.key)) {
     done(FromCache(*hit, params));
     return;
   }
@@ -120,7 +148,7 @@ absl::StatusOr<Record> CachingStore::ExtendLease(const ExtendLeaseParams& params
 
 absl::StatusOr<Record> CachingStore::Get(absl::string_view scope, absl::string_view key,
                                          absl::Time deadline) {
-  if (std::shared_ptr<const Record> hit = cache_->Lookup(scope, key)) return *hit;
+  if (std::shared_ptr<const Record> hit = Lookup(scope, key)) return *hit;
   return Remember(inner_->Get(scope, key, deadline));
 }
 

@@ -15,12 +15,21 @@
 //                       returned is cached.
 //   the rest            passed through.
 //
+// A hit that the cache says is due a refresh (record_cache.h) also
+// schedules, through `schedule`, a Get from the inner store that replaces
+// the entry (or drops it when the record is gone or no longer final); the
+// hit itself is answered at once. A refresh that cannot be scheduled, or
+// whose Get fails, leaves the entry to end at its time.
+//
 // Authorization stays in the service layer, before the store: the cache
 // never sees a call the caller may not make.
 //
 // Thread safety: safe for concurrent use if the inner store is.
 #ifndef IDEM_SERVER_CACHING_STORE_H_
 #define IDEM_SERVER_CACHING_STORE_H_
+
+#include <functional>
+#include <memory>
 
 #include "server/record_cache.h"
 #include "server/store.h"
@@ -29,8 +38,12 @@ namespace idem {
 
 class CachingStore final : public IdempotencyStore {
  public:
-  // `inner` and `cache` must outlive this.
-  CachingStore(IdempotencyStore* inner, RecordCache* cache);
+  // Runs a task on another thread; false if it cannot (it is dropped).
+  using Schedule = std::function<bool(std::function<void()>)>;
+
+  // `inner` and `cache` must outlive this, and the tasks `schedule` runs.
+  // No `schedule`: entries are not refreshed ahead.
+  CachingStore(IdempotencyStore* inner, RecordCache* cache, Schedule schedule = nullptr);
   CachingStore(const CachingStore&) = delete;
   CachingStore& operator=(const CachingStore&) = delete;
 
@@ -59,6 +72,14 @@ class CachingStore final : public IdempotencyStore {
   absl::StatusOr<StoreStats> Stats(absl::Time deadline) override;
 
  private:
+  // cache_->Lookup, scheduling a refresh when the hit is due one.
+  std::shared_ptr<const idem::v1::Record> Lookup(absl::string_view scope,
+                                                 absl::string_view key,
+                                                 bool count_miss = true);
+  // Reads (scope, key) from the inner store on another thread and replaces
+  // or drops its entry.
+  void Refresh(absl::string_view scope, absl::string_view key);
+
   // Caches `record` if it is final; passes it on.
   absl::StatusOr<idem::v1::Record> Remember(absl::StatusOr<idem::v1::Record> record);
   // Caches a Begin's record when it is final (a replay answered by the store).
@@ -66,6 +87,7 @@ class CachingStore final : public IdempotencyStore {
 
   IdempotencyStore* const inner_;
   RecordCache* const cache_;
+  const Schedule schedule_;
 };
 
 }  // namespace idem

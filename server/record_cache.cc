@@ -47,7 +47,9 @@ void RecordCache::EraseLocked(Shard& shard, Lru::iterator it) {
 
 std::shared_ptr<const Record> RecordCache::Lookup(absl::string_view scope,
                                                   absl::string_view key,
-                                                  bool count_miss) {
+                                                  bool count_miss,
+                                                  bool* refresh_due) {
+  if (refresh_due != nullptr) *refresh_due = false;
   if (!enabled()) return nullptr;
   Shard& shard = ShardOf(scope, key);
   const absl::Time now = options_.clock();
@@ -65,16 +67,33 @@ std::shared_ptr<const Record> RecordCache::Lookup(absl::string_view scope,
   }
   shard.lru.splice(shard.lru.begin(), shard.lru, it);
   hits_.fetch_add(1, std::memory_order_relaxed);
+  if (refresh_due != nullptr && now >= it->refresh_from && !it->refresh_claimed) {
+    it->refresh_claimed = true;
+    *refresh_due = true;
+  }
   return it->record;
+}
+
+void RecordCache::Erase(absl::string_view scope, absl::string_view key) {
+  if (!enabled()) return;
+  Shard& shard = ShardOf(scope, key);
+  absl::MutexLock lock(&shard.mu);
+  if (auto found = shard.index.find(Id(scope, key)); found != shard.index.end()) {
+    EraseLocked(shard, found->second);
+  }
 }
 
 void RecordCache::Insert(const Record& record) {
   if (!enabled() || !Cacheable(record)) return;
   const absl::Time now = options_.clock();
-  const absl::Time serve_until =
-      std::min(now + options_.max_age,
-               FromProtoTimestamp(record.expires_at()) - options_.clock_margin);
+  const absl::Time last_serve =
+      FromProtoTimestamp(record.expires_at()) - options_.clock_margin;
+  const absl::Time serve_until = std::min(now + options_.max_age, last_serve);
   if (now >= serve_until) return;
+  // Worth refreshing only if a copy read later could be served longer.
+  const absl::Time refresh_from = serve_until < last_serve
+                                      ? serve_until - options_.max_age / 4
+                                      : absl::InfiniteFuture();
   auto copy = std::make_shared<const Record>(record);
   const int64_t charge = static_cast<int64_t>(copy->SpaceUsedLong()) + kEntryOverhead;
   if (charge > shard_budget_) return;
@@ -88,7 +107,7 @@ void RecordCache::Insert(const Record& record) {
     EraseLocked(shard, std::prev(shard.lru.end()));
   }
   const Id id(copy->scope(), copy->key());
-  shard.lru.push_front(Entry{std::move(copy), serve_until, charge});
+  shard.lru.push_front(Entry{std::move(copy), serve_until, refresh_from, false, charge});
   shard.index.emplace(id, shard.lru.begin());
   shard.bytes += charge;
   bytes_.fetch_add(charge, std::memory_order_relaxed);

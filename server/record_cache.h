@@ -14,6 +14,13 @@
 //    was stored, so an administrative delete is seen by every replica
 //    within `max_age`.
 //
+// Refresh ahead: a hit in the last quarter of an entry's `max_age` (when a
+// fresh copy could be served longer: the record expires later) tells the
+// caller, once per entry, to read the record again and Insert() it (or
+// Erase() it when it is gone or no longer final). A key that is replayed
+// all the time so stays cached, rather than missing every `max_age`; the
+// bound above is unchanged (an entry is still never served past it).
+//
 // Size: entries are charged the heap their records take (protobuf's
 // SpaceUsedLong: the message, its strings, timestamps and map) plus the
 // entry's own bookkeeping, so `max_bytes` bounds real memory (a unit test
@@ -71,12 +78,18 @@ class RecordCache {
   // The cached final record of (scope, key), or null (absent, too old, or
   // too close to its expiry; such an entry is dropped). `count_miss` false:
   // a miss is not counted (the caller will look again and count it then).
+  // `refresh_due` (if given) is set true on the first hit of an entry that
+  // is due a refresh (see above), false otherwise.
   std::shared_ptr<const idem::v1::Record> Lookup(absl::string_view scope,
                                                  absl::string_view key,
-                                                 bool count_miss = true);
+                                                 bool count_miss = true,
+                                                 bool* refresh_due = nullptr);
 
   // Stores `record` if it is final and fits; replaces an older entry.
   void Insert(const idem::v1::Record& record);
+
+  // Drops the entry of (scope, key), if any.
+  void Erase(absl::string_view scope, absl::string_view key);
 
   bool enabled() const { return options_.max_bytes > 0; }
   int64_t hits() const { return hits_.load(std::memory_order_relaxed); }
@@ -88,6 +101,10 @@ class RecordCache {
   struct Entry {
     std::shared_ptr<const idem::v1::Record> record;  // Never null.
     absl::Time serve_until;  // min(stored + max_age, expires_at - margin)
+    // The last quarter of max_age, when a fresh copy could be served
+    // longer; InfiniteFuture otherwise.
+    absl::Time refresh_from;
+    bool refresh_claimed = false;  // Some hit was told to refresh it.
     int64_t charge = 0;
   };
   using Lru = std::list<Entry>;  // Most recently used first.

@@ -169,7 +169,11 @@ Server::Server(const Options& options, std::unique_ptr<const Authorizer> authori
       caching_store_(options.group_commit
                          ? static_cast<IdempotencyStore*>(&group_commit_store_)
                          : &store_,
-                     &record_cache_),
+                     &record_cache_,
+                     [this](std::function<void()> task) {
+                       // Refreshes ahead of the cache's expiry.
+                       return workers_.TrySchedule(std::move(task));
+                     }),
       service_(&caching_store_, RequestLimits{options.max_response_bytes}),
       workers_(options.worker_threads, options.max_queued_calls),
       waiters_(options.max_waiters),

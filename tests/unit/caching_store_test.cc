@@ -1,8 +1,10 @@
 #include "server/caching_store.h"
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -175,6 +177,83 @@ TEST_F(CachingStoreTest, AnInnerFailureIsPassedOn) {
   CachingStore store(&failing, &cache_);
   EXPECT_EQ(store.Begin(Params("x"), absl::Now()).status().code(),
             absl::StatusCode::kUnavailable);
+}
+
+// Tasks CachingStore schedules, run when the test says.
+struct ManualScheduler {
+  std::vector<std::function<void()>> tasks;
+  CachingStore::Schedule schedule() {
+    return [this](std::function<void()> task) {
+      tasks.push_back(std::move(task));
+      return true;
+    };
+  }
+  void RunAll() {
+    std::vector<std::function<void()>> run = std::move(tasks);
+    tasks.clear();
+    for (auto& task : run) task();
+  }
+};
+
+struct TestClock {
+  absl::Time now = absl::Now();
+};
+
+class RefreshAheadTest : public testing::Test {
+ protected:
+  RefreshAheadTest()
+      : cache_(RecordCache::Options{1 << 20, absl::Seconds(5), absl::Seconds(1),
+                                    [this] { return clock_.now; }}),
+        store_(&inner_, &cache_, scheduler_.schedule()) {
+    inner_.records[{"s", "k"}] = RecordMapStore::Completed("s", "k", "h", "r1");
+  }
+  // A replay of "k": how many keys the inner store was asked about after it.
+  int Replay() {
+    absl::StatusOr<BeginResult> r = store_.Begin(Params("k"), absl::Now());
+    EXPECT_TRUE(r.ok()) << r.status();
+    return inner_.keys_asked;
+  }
+  TestClock clock_;
+  ManualScheduler scheduler_;
+  RecordMapStore inner_;
+  RecordCache cache_;
+  CachingStore store_;
+};
+
+TEST_F(RefreshAheadTest, AHotKeyIsReadAgainBeforeItsEntryEndsAndNeverMisses) {
+  EXPECT_EQ(Replay(), 1);  // The miss that fills the cache.
+  clock_.now += absl::Seconds(4);
+  EXPECT_EQ(Replay(), 1);  // Answered from the cache; a refresh is queued.
+  ASSERT_EQ(scheduler_.tasks.size(), 1u);
+  EXPECT_EQ(Replay(), 1);  // Still one refresh.
+  EXPECT_EQ(scheduler_.tasks.size(), 1u);
+  scheduler_.RunAll();
+  EXPECT_EQ(inner_.keys_asked, 2);  // The refresh's Get.
+  // Past the first copy's max_age: the refreshed copy answers.
+  clock_.now += absl::Seconds(2);
+  EXPECT_EQ(Replay(), 2);
+}
+
+TEST_F(RefreshAheadTest, ARefreshThatFindsTheKeyGoneDropsTheEntry) {
+  EXPECT_EQ(Replay(), 1);
+  clock_.now += absl::Seconds(4);
+  EXPECT_EQ(Replay(), 1);
+  inner_.records.clear();  // Purged by an operator.
+  scheduler_.RunAll();
+  absl::StatusOr<BeginResult> r = store_.Begin(Params("k"), absl::Now());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome, BeginResponse::ACQUIRED);  // Not the stale COMPLETED.
+}
+
+TEST_F(RefreshAheadTest, ARefreshThatFindsTheKeyInProgressDropsTheEntry) {
+  EXPECT_EQ(Replay(), 1);
+  clock_.now += absl::Seconds(4);
+  EXPECT_EQ(Replay(), 1);
+  Record taken = inner_.records[{"s", "k"}];
+  taken.set_status(Record::IN_PROGRESS);  // Purged, then begun again.
+  inner_.records[{"s", "k"}] = taken;
+  scheduler_.RunAll();
+  EXPECT_EQ(cache_.Lookup("s", "k"), nullptr);
 }
 
 }  // namespace

@@ -40,6 +40,56 @@ RecordCache::Options Options(TestClock* clock, int64_t max_bytes = 1 << 20) {
   return o;
 }
 
+TEST(RecordCacheTest, AHitInTheLastQuarterOfItsAgeIsToldToRefreshOnce) {
+  TestClock clock;
+  RecordCache cache(Options(&clock));  // max_age 5 s: refresh from 3.75 s.
+  cache.Insert(Final("k", Record::COMPLETED, clock.now + absl::Hours(1)));
+  bool refresh = true;
+  ASSERT_NE(cache.Lookup("s", "k", true, &refresh), nullptr);
+  EXPECT_FALSE(refresh);
+  clock.now += absl::Milliseconds(3700);
+  ASSERT_NE(cache.Lookup("s", "k", true, &refresh), nullptr);
+  EXPECT_FALSE(refresh);
+  clock.now += absl::Milliseconds(100);
+  ASSERT_NE(cache.Lookup("s", "k", true, &refresh), nullptr);
+  EXPECT_TRUE(refresh);
+  // Told once: the next hits are served without asking again.
+  ASSERT_NE(cache.Lookup("s", "k", true, &refresh), nullptr);
+  EXPECT_FALSE(refresh);
+  // The refreshed copy starts a new age (and may be refreshed again).
+  cache.Insert(Final("k", Record::COMPLETED, clock.now + absl::Hours(1)));
+  clock.now += absl::Seconds(4);
+  ASSERT_NE(cache.Lookup("s", "k", true, &refresh), nullptr);
+  EXPECT_TRUE(refresh);
+  // Refreshing never serves an entry past max_age.
+  clock.now += absl::Seconds(1);
+  EXPECT_EQ(cache.Lookup("s", "k", true, &refresh), nullptr);
+  EXPECT_FALSE(refresh);
+}
+
+TEST(RecordCacheTest, AnEntryEndingAtItsExpiryIsNotRefreshed) {
+  TestClock clock;
+  RecordCache cache(Options(&clock));
+  // Expires in 4 s: served until 3 s (clock margin 1 s), and no later copy
+  // could be served longer.
+  cache.Insert(Final("k", Record::COMPLETED, clock.now + absl::Seconds(4)));
+  clock.now += absl::Milliseconds(2900);
+  bool refresh = true;
+  ASSERT_NE(cache.Lookup("s", "k", true, &refresh), nullptr);
+  EXPECT_FALSE(refresh);
+}
+
+TEST(RecordCacheTest, EraseDropsTheEntry) {
+  TestClock clock;
+  RecordCache cache(Options(&clock));
+  cache.Insert(Final("k", Record::COMPLETED, clock.now + absl::Hours(1)));
+  ASSERT_GT(cache.bytes(), 0);
+  cache.Erase("s", "k");
+  cache.Erase("s", "absent");
+  EXPECT_EQ(cache.Lookup("s", "k"), nullptr);
+  EXPECT_EQ(cache.bytes(), 0);
+}
+
 TEST(RecordCacheTest, ServesOnlyFinalRecords) {
   TestClock clock;
   RecordCache cache(Options(&clock));
