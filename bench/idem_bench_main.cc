@@ -52,7 +52,7 @@ ABSL_FLAG(absl::Duration, retention, absl::Hours(1),
 ABSL_FLAG(std::string, mix, "50,30,20",
           "mixed: percentages of cycle, replay and contended operations");
 ABSL_FLAG(int, channels, 1, "gRPC channels (TCP connections) to spread calls over");
-ABSL_FLAG(std::string, client, "callback",
+ABSL_FLAG(std::string, client, "cq",
           "gRPC client API: cq (completion queues drained by --client_threads "
           "threads of idem-bench's own) or callback (gRPC's callback API, on "
           "gRPC's threads)");

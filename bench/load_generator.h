@@ -1,8 +1,10 @@
 // LoadGenerator: drives idemd with many calls in flight from one process.
 //
-// `concurrency` slots each run one operation at a time, on gRPC's callback
-// API (default) or on its completion-queue API (`completion_queue_threads`
-// threads each drain one queue; a slot's calls all go to one queue). Either way the completion records the operation and starts the
+// `concurrency` slots each run one operation at a time, on gRPC's
+// completion-queue API (default: `completion_queue_threads` threads each
+// drain one queue, and a slot's calls all go to one queue; with one thread
+// the load generator is one serial loop, as pgbench's one thread is) or on
+// its callback API. Either way the completion records the operation and starts the
 // slot's next one, so no thread waits per call. The run stops by itself after
 // warmup + duration: each slot finishes its operation in flight and stops;
 // Run() returns when every slot has stopped (every call has a deadline).
@@ -72,7 +74,7 @@ struct LoadOptions {
   int mix_replay = 30;
   int mix_contended = 20;
   uint64_t seed = 1;
-  ClientApi client_api = ClientApi::kCallback;
+  ClientApi client_api = ClientApi::kCompletionQueue;
   // kCompletionQueue: threads, each draining its own queue.
   int completion_queue_threads = 1;
 };
