@@ -190,6 +190,20 @@ class GrpcService::Call {
 
   bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
 
+  // What a call taken off the worker queue answers instead of running:
+  // CANCELLED when it was cancelled, DEADLINE_EXCEEDED when `deadline`
+  // passed while it was queued; nullopt when it should run.
+  std::optional<grpc::Status> StaleWhenRun(absl::Time deadline) const {
+    if (cancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran");
+    }
+    if (absl::Now() >= deadline) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          "deadline passed while the call was queued");
+    }
+    return std::nullopt;
+  }
+
   GrpcService* const service_;
   grpc::ServerCompletionQueue* const queue_;
   grpc::ServerContext context_;
@@ -278,13 +292,8 @@ class GrpcService::UnaryCall final : public Call {
   }
 
   void Run(absl::Time deadline) {
-    if (cancelled()) {
-      Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran"));
-      return;
-    }
-    if (absl::Now() >= deadline) {
-      Answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                          "deadline passed while the call was queued"));
+    if (std::optional<grpc::Status> stale = StaleWhenRun(deadline)) {
+      Answer(*std::move(stale));
       return;
     }
     Answer(ToGrpcStatus(
@@ -355,13 +364,8 @@ class GrpcService::BeginCall final : public Call {
   }
 
   void RunOnce() {
-    if (cancelled()) {
-      Answer(grpc::Status(grpc::StatusCode::CANCELLED, "call cancelled before it ran"));
-      return;
-    }
-    if (absl::Now() >= deadline_) {
-      Answer(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                          "deadline passed while the call was queued"));
+    if (std::optional<grpc::Status> stale = StaleWhenRun(deadline_)) {
+      Answer(*std::move(stale));
       return;
     }
     Answer(ToGrpcStatus(service_->service_->Begin(request_, deadline_, &response_)));
