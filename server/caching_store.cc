@@ -1,10 +1,7 @@
 #include "server/caching_store.h"
 
 #include <memory>
-#include <string>
 #include <utility>
-
-#include "absl/time/clock.h"
 
 #include "server/record_decisions.h"
 
@@ -14,8 +11,8 @@ using idem::v1::BeginResponse;
 using idem::v1::Record;
 
 CachingStore::CachingStore(IdempotencyStore* inner, RecordCache* cache,
-                           Schedule schedule)
-    : inner_(inner), cache_(cache), schedule_(std::move(schedule)) {}
+                           CacheRefresher* refresher)
+    : inner_(inner), cache_(cache), refresher_(refresher) {}
 
 namespace {
 
@@ -31,9 +28,6 @@ absl::StatusOr<BeginResult> FromCache(const Record& hit, const BeginParams& p) {
   return result;
 }
 
-// A refresh's read gives up after this long (the entry lives out its time).
-constexpr absl::Duration kRefreshDeadline = absl::Seconds(2);
-
 }  // namespace
 
 std::shared_ptr<const Record> CachingStore::Lookup(absl::string_view scope,
@@ -41,20 +35,10 @@ std::shared_ptr<const Record> CachingStore::Lookup(absl::string_view scope,
                                                    bool count_miss) {
   bool refresh_due = false;
   std::shared_ptr<const Record> hit =
-      cache_->Lookup(scope, key, count_miss, schedule_ ? &refresh_due : nullptr);
-  if (refresh_due) Refresh(scope, key);
+      cache_->Lookup(scope, key, count_miss, refresher_ ? &refresh_due : nullptr);
+  // Refused (queue full): the entry lives out its time.
+  if (refresh_due) refresher_->Request(scope, key);
   return hit;
-}
-
-void CachingStore::Refresh(absl::string_view scope, absl::string_view key) {
-  schedule_([this, scope = std::string(scope), key = std::string(key)] {
-    absl::StatusOr<Record> fresh = inner_->Get(scope, key, absl::Now() + kRefreshDeadline);
-    if (fresh.ok() && RecordCache::Cacheable(*fresh)) {
-      cache_->Insert(*fresh);
-    } else if (fresh.ok() || absl::IsNotFound(fresh.status())) {
-      cache_->Erase(scope, key);  // Released, purged, or taken again.
-    }
-  });
 }
 
 std::optional<absl::StatusOr<BeginResult>> CachingStore::TryBeginFromMemory(

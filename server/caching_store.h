@@ -15,11 +15,10 @@
 //                       returned is cached.
 //   the rest            passed through.
 //
-// A hit that the cache says is due a refresh (record_cache.h) also
-// schedules, through `schedule`, a Get from the inner store that replaces
-// the entry (or drops it when the record is gone or no longer final); the
-// hit itself is answered at once. A refresh that cannot be scheduled, or
-// whose Get fails, leaves the entry to end at its time.
+// A hit that the cache says is due a refresh (record_cache.h) also hands
+// its key to `refresher` (cache_refresher.h), which reads it again soon,
+// with other keys due, and replaces the entry (or drops it when the record
+// is gone or no longer final); the hit itself is answered at once.
 //
 // Authorization stays in the service layer, before the store: the cache
 // never sees a call the caller may not make.
@@ -28,9 +27,9 @@
 #ifndef IDEM_SERVER_CACHING_STORE_H_
 #define IDEM_SERVER_CACHING_STORE_H_
 
-#include <functional>
 #include <memory>
 
+#include "server/cache_refresher.h"
 #include "server/record_cache.h"
 #include "server/store.h"
 
@@ -38,12 +37,10 @@ namespace idem {
 
 class CachingStore final : public IdempotencyStore {
  public:
-  // Runs a task on another thread; false if it cannot (it is dropped).
-  using Schedule = std::function<bool(std::function<void()>)>;
-
-  // `inner` and `cache` must outlive this, and the tasks `schedule` runs.
-  // No `schedule`: entries are not refreshed ahead.
-  CachingStore(IdempotencyStore* inner, RecordCache* cache, Schedule schedule = nullptr);
+  // `inner`, `cache` and `refresher` must outlive this. No `refresher`:
+  // entries are not refreshed ahead.
+  CachingStore(IdempotencyStore* inner, RecordCache* cache,
+               CacheRefresher* refresher = nullptr);
   CachingStore(const CachingStore&) = delete;
   CachingStore& operator=(const CachingStore&) = delete;
 
@@ -72,13 +69,10 @@ class CachingStore final : public IdempotencyStore {
   absl::StatusOr<StoreStats> Stats(absl::Time deadline) override;
 
  private:
-  // cache_->Lookup, scheduling a refresh when the hit is due one.
+  // cache_->Lookup, requesting a refresh when the hit is due one.
   std::shared_ptr<const idem::v1::Record> Lookup(absl::string_view scope,
                                                  absl::string_view key,
                                                  bool count_miss = true);
-  // Reads (scope, key) from the inner store on another thread and replaces
-  // or drops its entry.
-  void Refresh(absl::string_view scope, absl::string_view key);
 
   // Caches `record` if it is final; passes it on.
   absl::StatusOr<idem::v1::Record> Remember(absl::StatusOr<idem::v1::Record> record);
@@ -87,7 +81,7 @@ class CachingStore final : public IdempotencyStore {
 
   IdempotencyStore* const inner_;
   RecordCache* const cache_;
-  const Schedule schedule_;
+  CacheRefresher* const refresher_;
 };
 
 }  // namespace idem

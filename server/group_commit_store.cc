@@ -93,6 +93,11 @@ absl::StatusOr<Record> GroupCommitStore::Get(absl::string_view scope,
   return inner_->Get(scope, key, deadline);
 }
 
+absl::StatusOr<std::vector<std::optional<Record>>> GroupCommitStore::BatchGet(
+    absl::Span<const RecordId> ids, absl::Time deadline) {
+  return inner_->BatchGet(ids, deadline);
+}
+
 absl::StatusOr<int64_t> GroupCommitStore::DeleteExpired(int64_t limit,
                                                         absl::Time deadline) {
   return inner_->DeleteExpired(limit, deadline);

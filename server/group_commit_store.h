@@ -5,8 +5,8 @@
 // commit, one WAL flush for all its callers; each caller is answered only
 // after that commit, so an acknowledged Complete is on disk as before.
 //
-// A BatchBegin of several keys (the RPC), Fail, ExtendLease, Get and the
-// background calls go straight to the inner store.
+// A BatchBegin of several keys (the RPC), Fail, ExtendLease, Get, BatchGet
+// and the background calls go straight to the inner store.
 //
 // Thread safety: safe for concurrent use if the inner store is.
 #ifndef IDEM_SERVER_GROUP_COMMIT_STORE_H_
@@ -49,6 +49,8 @@ class GroupCommitStore final : public IdempotencyStore {
   absl::StatusOr<idem::v1::Record> Get(absl::string_view scope,
                                        absl::string_view key,
                                        absl::Time deadline) override;
+  absl::StatusOr<std::vector<std::optional<idem::v1::Record>>> BatchGet(
+      absl::Span<const RecordId> ids, absl::Time deadline) override;
   absl::StatusOr<int64_t> DeleteExpired(int64_t limit,
                                         absl::Time deadline) override;
   absl::Status Ping(absl::Time deadline) override;

@@ -196,6 +196,8 @@ constexpr char kExtendCte[] =
 #undef IDEM_OWNER_WHERE
 
 constexpr char kGetStatement[] = "idem_get";
+// Get for many keys: $1 and $2 are parallel arrays of scopes and keys.
+constexpr char kGetBatchStatement[] = "idem_get_batch";
 
 }  // namespace
 
@@ -231,6 +233,11 @@ void PrepareStatements(pqxx::connection& c) {
             absl::StrCat("SELECT false,", kColumns,
                          " FROM idempotency_keys k WHERE k.scope = $1 AND "
                          "k.key = $2 AND k.expires_at > now()"));
+  c.prepare(kGetBatchStatement,
+            absl::StrCat("SELECT false,", kColumns,
+                         " FROM idempotency_keys k JOIN unnest($1::text[], $2::text[])"
+                         " AS i(scope, key) ON k.scope = i.scope AND k.key = i.key"
+                         " WHERE k.expires_at > now()"));
 }
 
 struct StatementRow {
@@ -545,6 +552,37 @@ absl::StatusOr<Record> PostgresStore::Get(absl::string_view scope,
                           }
                           return std::move(row->record);
                         });
+}
+
+absl::StatusOr<std::vector<std::optional<Record>>> PostgresStore::BatchGet(
+    absl::Span<const RecordId> ids, absl::Time deadline) {
+  if (ids.empty()) return std::vector<std::optional<Record>>();
+  std::vector<std::string> scopes, keys;
+  scopes.reserve(ids.size());
+  keys.reserve(ids.size());
+  for (const RecordId& id : ids) {
+    scopes.push_back(id.scope);
+    keys.push_back(id.key);
+  }
+  return WithConnection(
+      pool_, deadline,
+      [&](pqxx::connection& c) -> absl::StatusOr<std::vector<std::optional<Record>>> {
+        pqxx::nontransaction tx(c);
+        const pqxx::result result =
+            tx.exec_prepared(kGetBatchStatement, ArrayLiteral(scopes), ArrayLiteral(keys));
+        absl::flat_hash_map<std::pair<std::string, std::string>, Record> found;
+        for (const pqxx::row& row : result) {
+          Record record = ParseRow(row).record;
+          std::pair<std::string, std::string> id(record.scope(), record.key());
+          found.emplace(std::move(id), std::move(record));
+        }
+        std::vector<std::optional<Record>> records(ids.size());
+        for (size_t i = 0; i < ids.size(); ++i) {
+          auto it = found.find(std::make_pair(ids[i].scope, ids[i].key));
+          if (it != found.end()) records[i] = it->second;
+        }
+        return records;
+      });
 }
 
 absl::StatusOr<int64_t> PostgresStore::DeleteExpired(int64_t limit,

@@ -66,6 +66,9 @@ class PostgresStore final : public IdempotencyStore {
   absl::StatusOr<idem::v1::Record> Get(absl::string_view scope,
                                        absl::string_view key,
                                        absl::Time deadline) override;
+  // One statement for every id.
+  absl::StatusOr<std::vector<std::optional<idem::v1::Record>>> BatchGet(
+      absl::Span<const RecordId> ids, absl::Time deadline) override;
   absl::StatusOr<int64_t> DeleteExpired(int64_t limit,
                                         absl::Time deadline) override;
   absl::Status Ping(absl::Time deadline) override;

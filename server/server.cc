@@ -34,7 +34,8 @@ namespace {
 constexpr int64_t kReceiveSlackBytes = 16 << 20;
 
 // Connections beyond the workers': one each for the sweeper, health checks
-// and the metrics collector, so none waits behind request traffic.
+// and the metrics collector, so none waits behind request traffic. (The
+// record cache's refresher shares them: a few short reads a second.)
 constexpr int kBackgroundConnections = 3;
 
 // Calls in one group-commit batch (the Begin statement takes any number).
@@ -43,6 +44,12 @@ constexpr int kMaxBatch = 256;
 // How far idemd's clock may be from PostgreSQL's before the record cache
 // could serve a record past its expiry (record_cache.h).
 constexpr absl::Duration kRecordCacheClockMargin = absl::Seconds(1);
+
+// How long the cache's refresher gathers due keys into one read: a small
+// part of the last quarter of max_age, in which a refresh is due.
+absl::Duration RefreshGather(absl::Duration record_cache_ttl) {
+  return std::clamp(record_cache_ttl / 16, absl::Milliseconds(1), absl::Milliseconds(100));
+}
 
 int BatchStatements(const Server::Options& options) {
   if (options.batch_statements > 0) return options.batch_statements;
@@ -166,14 +173,12 @@ Server::Server(const Options& options, std::unique_ptr<const Authorizer> authori
       record_cache_(RecordCache::Options{options.record_cache_bytes,
                                          options.record_cache_ttl,
                                          kRecordCacheClockMargin, nullptr}),
+      cache_refresher_(&store_, &record_cache_,
+                       CacheRefresher::Options{RefreshGather(options.record_cache_ttl)}),
       caching_store_(options.group_commit
                          ? static_cast<IdempotencyStore*>(&group_commit_store_)
                          : &store_,
-                     &record_cache_,
-                     [this](std::function<void()> task) {
-                       // Refreshes ahead of the cache's expiry.
-                       return workers_.TrySchedule(std::move(task));
-                     }),
+                     &record_cache_, &cache_refresher_),
       service_(&caching_store_, RequestLimits{options.max_response_bytes}),
       workers_(options.worker_threads, options.max_queued_calls),
       waiters_(options.max_waiters),
@@ -228,6 +233,14 @@ void Server::RegisterMetrics() {
   metrics_.AddGaugeCallback(
       "idem_record_cache_bytes", "Bytes charged by the cached final records.",
       [this] { return static_cast<double>(record_cache_.bytes()); });
+  metrics_.AddCounterCallback(
+      "idem_record_cache_refreshes_total",
+      "Cached final records read again ahead of their entry's end.",
+      [this] { return static_cast<double>(cache_refresher_.refreshed()); });
+  metrics_.AddCounterCallback(
+      "idem_record_cache_refresh_errors_total",
+      "Refresh reads that failed (their entries lived out their time).",
+      [this] { return static_cast<double>(cache_refresher_.errors()); });
   for (const auto& [kind, counters] :
        {std::pair{"begin", &group_commit_store_.begin_counters()},
         std::pair{"complete", &group_commit_store_.complete_counters()}}) {
@@ -377,6 +390,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   server->health_->Start();
   server->listener_.Start();
   server->sweeper_.Start();
+  server->cache_refresher_.Start();
   if (server->stats_collector_) server->stats_collector_->Start();
   LOG(INFO) << "idemd serving idem.v1.Idempotency on " << options.listen
             << " (port " << server->port_ << "), pool " << options.pool_size
@@ -404,6 +418,7 @@ void Server::Shutdown() {
   workers_.Shutdown();
   listener_.Stop();
   sweeper_.Stop();
+  cache_refresher_.Stop();
   if (grpc_server_) grpc_server_->Wait();
   // Every call has been answered and deleted (Server::Shutdown waits for
   // that): nothing starts on the queues any more.

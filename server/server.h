@@ -31,6 +31,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/authorizer.h"
+#include "server/cache_refresher.h"
 #include "server/caching_store.h"
 #include "server/grpc_service.h"
 #include "server/group_commit_store.h"
@@ -148,6 +149,7 @@ class Server {
   // store_; background work uses store_ directly.
   GroupCommitStore group_commit_store_;
   RecordCache record_cache_;
+  CacheRefresher cache_refresher_;
   CachingStore caching_store_;
   IdempotencyService service_;
   WorkerPool workers_;

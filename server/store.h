@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 #include "absl/strings/string_view.h"
@@ -67,6 +68,12 @@ struct StoreStats {
   absl::Duration oldest_expired_age = absl::ZeroDuration();
   // Live records in progress whose lease ran out (nobody took them over).
   int64_t in_progress_past_lease = 0;
+};
+
+// The name of one record: its scope and key.
+struct RecordId {
+  std::string scope;
+  std::string key;
 };
 
 struct ExtendLeaseParams {
@@ -147,6 +154,26 @@ class IdempotencyStore {
   virtual absl::StatusOr<idem::v1::Record> Get(absl::string_view scope,
                                                absl::string_view key,
                                                absl::Time deadline) = 0;
+
+  // The live records of `ids` in one operation: one entry per id, in order,
+  // empty where the key is missing or expired. The status is the whole
+  // read's. By default, one Get after another.
+  virtual absl::StatusOr<std::vector<std::optional<idem::v1::Record>>> BatchGet(
+      absl::Span<const RecordId> ids, absl::Time deadline) {
+    std::vector<std::optional<idem::v1::Record>> records;
+    records.reserve(ids.size());
+    for (const RecordId& id : ids) {
+      absl::StatusOr<idem::v1::Record> record = Get(id.scope, id.key, deadline);
+      if (record.ok()) {
+        records.push_back(*std::move(record));
+      } else if (absl::IsNotFound(record.status())) {
+        records.push_back(std::nullopt);
+      } else {
+        return record.status();
+      }
+    }
+    return records;
+  }
 
   // Deletes up to `limit` expired records; returns how many it deleted.
   // Safe to run from several replicas at once.

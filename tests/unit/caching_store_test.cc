@@ -1,6 +1,5 @@
 #include "server/caching_store.h"
 
-#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -179,22 +178,6 @@ TEST_F(CachingStoreTest, AnInnerFailureIsPassedOn) {
             absl::StatusCode::kUnavailable);
 }
 
-// Tasks CachingStore schedules, run when the test says.
-struct ManualScheduler {
-  std::vector<std::function<void()>> tasks;
-  CachingStore::Schedule schedule() {
-    return [this](std::function<void()> task) {
-      tasks.push_back(std::move(task));
-      return true;
-    };
-  }
-  void RunAll() {
-    std::vector<std::function<void()>> run = std::move(tasks);
-    tasks.clear();
-    for (auto& task : run) task();
-  }
-};
-
 struct TestClock {
   absl::Time now = absl::Now();
 };
@@ -204,7 +187,8 @@ class RefreshAheadTest : public testing::Test {
   RefreshAheadTest()
       : cache_(RecordCache::Options{1 << 20, absl::Seconds(5), absl::Seconds(1),
                                     [this] { return clock_.now; }}),
-        store_(&inner_, &cache_, scheduler_.schedule()) {
+        refresher_(&inner_, &cache_, CacheRefresher::Options{}),
+        store_(&inner_, &cache_, &refresher_) {
     inner_.records[{"s", "k"}] = RecordMapStore::Completed("s", "k", "h", "r1");
   }
   // A replay of "k": how many keys the inner store was asked about after it.
@@ -214,9 +198,9 @@ class RefreshAheadTest : public testing::Test {
     return inner_.keys_asked;
   }
   TestClock clock_;
-  ManualScheduler scheduler_;
   RecordMapStore inner_;
   RecordCache cache_;
+  CacheRefresher refresher_;  // Not started: the test runs RefreshQueued.
   CachingStore store_;
 };
 
@@ -224,11 +208,9 @@ TEST_F(RefreshAheadTest, AHotKeyIsReadAgainBeforeItsEntryEndsAndNeverMisses) {
   EXPECT_EQ(Replay(), 1);  // The miss that fills the cache.
   clock_.now += absl::Seconds(4);
   EXPECT_EQ(Replay(), 1);  // Answered from the cache; a refresh is queued.
-  ASSERT_EQ(scheduler_.tasks.size(), 1u);
-  EXPECT_EQ(Replay(), 1);  // Still one refresh.
-  EXPECT_EQ(scheduler_.tasks.size(), 1u);
-  scheduler_.RunAll();
-  EXPECT_EQ(inner_.keys_asked, 2);  // The refresh's Get.
+  EXPECT_EQ(Replay(), 1);  // The entry's refresh is claimed: not queued again.
+  refresher_.RefreshQueued();
+  EXPECT_EQ(inner_.keys_asked, 2);  // The refresh read the key once.
   // Past the first copy's max_age: the refreshed copy answers.
   clock_.now += absl::Seconds(2);
   EXPECT_EQ(Replay(), 2);
@@ -239,7 +221,7 @@ TEST_F(RefreshAheadTest, ARefreshThatFindsTheKeyGoneDropsTheEntry) {
   clock_.now += absl::Seconds(4);
   EXPECT_EQ(Replay(), 1);
   inner_.records.clear();  // Purged by an operator.
-  scheduler_.RunAll();
+  refresher_.RefreshQueued();
   absl::StatusOr<BeginResult> r = store_.Begin(Params("k"), absl::Now());
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->outcome, BeginResponse::ACQUIRED);  // Not the stale COMPLETED.
@@ -252,7 +234,7 @@ TEST_F(RefreshAheadTest, ARefreshThatFindsTheKeyInProgressDropsTheEntry) {
   Record taken = inner_.records[{"s", "k"}];
   taken.set_status(Record::IN_PROGRESS);  // Purged, then begun again.
   inner_.records[{"s", "k"}] = taken;
-  scheduler_.RunAll();
+  refresher_.RefreshQueued();
   EXPECT_EQ(cache_.Lookup("s", "k"), nullptr);
 }
 
